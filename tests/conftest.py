@@ -1,0 +1,33 @@
+"""Session-wide test setup.
+
+Two logical CPU devices let `tf.distribute.MirroredStrategy` tests run on one machine; this must happen before
+TensorFlow's runtime is initialised, hence at import time here rather than in a test module.
+
+Real-data checks (marker ``real_data``) read ../shared/data beside the checkout, or the directory named by the
+environment variable TFHASH_SHARED_DATA, and skip with the reason where it is absent.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+try:
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+except RuntimeError:  # the runtime was already initialised: tests needing two devices skip themselves
+    pass
+
+SHARED_DATA = Path(os.environ.get("TFHASH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The directory of real datasets (MNIST, Fashion-MNIST, CIFAR-10); skips the test where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"real data not found at {SHARED_DATA}: place the shared datasets there or set TFHASH_SHARED_DATA"
+        )
+    return SHARED_DATA

@@ -1,0 +1,23 @@
+"""tfhash: deep unsupervised image hashing in TensorFlow 2 / Keras 3.
+
+Subpackages: ``tfhash.layers`` (binarizers), ``tfhash.metrics`` (retrieval evaluation and code statistics as TF
+ops), ``tfhash.callbacks`` (``RetrievalEvaluation``), ``tfhash.losses``, ``tfhash.codes`` (bit packing) and
+``tfhash.recipes`` (runnable experiments).
+"""
+
+import os
+
+# tfhash builds on tf.data, tf.custom_gradient and SavedModel: Keras must run on its TensorFlow backend.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+
+if keras.backend.backend() != "tensorflow":
+    raise ImportError(
+        f"tfhash needs the TensorFlow backend of Keras, but KERAS_BACKEND is {keras.backend.backend()!r}. "
+        "Set KERAS_BACKEND=tensorflow before importing keras."
+    )
+
+from tfhash import callbacks, codes, layers, losses, metrics  # noqa: E402,F401
+
+__version__ = "0.1.0"

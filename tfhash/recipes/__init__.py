@@ -1,0 +1,1 @@
+"""Runnable experiments: ``python -m tfhash.recipes.<name>``. Recipes compose library objects only."""
