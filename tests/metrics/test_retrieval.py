@@ -1,0 +1,285 @@
+import numpy as np
+import pytest
+
+from tests.metrics import reference
+from tfhash.codes import pack_codes
+from tfhash.metrics import (
+    average_precision,
+    distance_histograms,
+    hamming_distance,
+    mean_average_precision,
+    precision_at_n,
+    precision_recall_by_radius,
+    precision_recall_by_rank,
+    precision_within_radius,
+)
+
+
+def random_codes(rng, rows, bits):
+    return rng.choice([-1.0, 1.0], size=(rows, bits))
+
+
+def clustered_problem(rng, num_queries, num_db, bits, classes=4, flip=0.2):
+    """Codes near one prototype per class, with label noise in the codes: realistic, tie-heavy rankings."""
+    prototypes = random_codes(rng, classes, bits)
+    query_labels = rng.integers(0, classes, num_queries)
+    db_labels = rng.integers(0, classes, num_db)
+
+    def noisy(labels):
+        codes = prototypes[labels].copy()
+        codes[rng.random(codes.shape) < flip] *= -1
+        return codes
+
+    return noisy(query_labels), noisy(db_labels), query_labels, db_labels
+
+
+def multi_label_problem(rng, num_queries, num_db, bits, classes=5):
+    query_labels = (rng.random((num_queries, classes)) < 0.3).astype(np.int64)
+    db_labels = (rng.random((num_db, classes)) < 0.3).astype(np.int64)
+    query_labels[0] = 0  # a query without labels has no relevant item
+    return random_codes(rng, num_queries, bits), random_codes(rng, num_db, bits), query_labels, db_labels
+
+
+# ---------------------------------------------------------------------------------------------- Hamming distance
+
+
+def test_hamming_distance_matches_bit_count_for_signed_and_packed_codes():
+    rng = np.random.default_rng(0)
+    query, database = random_codes(rng, 9, 13), random_codes(rng, 11, 13)
+    expected = reference.hamming(query, database)
+    np.testing.assert_array_equal(hamming_distance(query, database).numpy(), expected)
+    np.testing.assert_array_equal(hamming_distance(pack_codes(query), pack_codes(database)).numpy(), expected)
+
+
+def test_hamming_distance_hand_worked():
+    np.testing.assert_array_equal(
+        hamming_distance([[1, -1, 1]], [[1, 1, 1], [-1, 1, -1], [1, -1, 1]]).numpy(), [[1, 3, 0]]
+    )
+
+
+# ------------------------------------------------------------------------------------------- stable tie rule
+
+
+@pytest.mark.parametrize("top_k", [1, 100, 149, 150, None])
+@pytest.mark.parametrize("bits", [4, 16])
+def test_stable_ap_matches_per_query_loop_single_label(top_k, bits):
+    rng = np.random.default_rng(bits)
+    problem = clustered_problem(rng, 30, 150, bits)
+    np.testing.assert_allclose(
+        average_precision(*problem, top_k=top_k, ties="stable").numpy(),
+        reference.stable_average_precision(*problem, top_k=top_k),
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("top_k", [1, 100, 149, 150, None])
+def test_stable_ap_matches_per_query_loop_multi_label(top_k):
+    rng = np.random.default_rng(1)
+    problem = multi_label_problem(rng, 25, 150, 6)
+    result = average_precision(*problem, top_k=top_k, ties="stable").numpy()
+    np.testing.assert_allclose(result, reference.stable_average_precision(*problem, top_k=top_k), atol=1e-12)
+    assert result[0] == 0.0
+
+
+def test_stable_ranks_ties_by_database_index_hand_worked():
+    # All items tie at distance 0: the stable ranking is the database order, relevant at ranks 2 and 3.
+    codes = np.ones((4, 2))
+    ap = average_precision(codes[:1], codes, [1], [0, 1, 1, 0], ties="stable").numpy()
+    np.testing.assert_allclose(ap, [(1 / 2 + 2 / 3) / 2])
+
+
+# ------------------------------------------------------------------------------------------ average tie rule
+
+
+def tiny_problems():
+    rng = np.random.default_rng(7)
+    for trial in range(6):
+        bits = 2 if trial % 2 else 3
+        if trial < 4:
+            yield clustered_problem(rng, 4, 8, bits, classes=2, flip=0.3)
+        else:
+            yield multi_label_problem(rng, 4, 8, bits, classes=3)
+
+
+@pytest.mark.parametrize("problem_index", range(6))
+def test_average_ties_equal_enumeration_of_all_tie_orders(problem_index):
+    problem = list(tiny_problems())[problem_index]
+    for top_k in [1, 2, 3, 5, 7, 8, None]:
+        np.testing.assert_allclose(
+            average_precision(*problem, top_k=top_k, ties="average").numpy(),
+            reference.expected_average_precision(*problem, top_k=top_k),
+            rtol=0,
+            atol=1e-12,
+            err_msg=f"top_k={top_k}",
+        )
+
+
+def test_average_ties_hand_worked_single_group():
+    # 4 tied items, 2 relevant: the 6 placements of the relevant pair give APs averaging to 0.7916…
+    codes = np.ones((4, 2))
+    placements = [(1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4)]
+    expected = np.mean([(1 / a + 2 / b) / 2 for a, b in placements])
+    ap = average_precision(codes[:1], codes, [1], [0, 1, 1, 0], ties="average").numpy()
+    np.testing.assert_allclose(ap, [expected], atol=1e-15)
+
+
+def test_average_ties_do_not_depend_on_database_order_but_stable_ties_do():
+    rng = np.random.default_rng(3)
+    query, database, query_labels, db_labels = clustered_problem(rng, 40, 300, 6)
+    order = rng.permutation(len(database))
+    for top_k in [None, 50]:
+        original = average_precision(query, database, query_labels, db_labels, top_k=top_k).numpy()
+        permuted = average_precision(query, database[order], query_labels, db_labels[order], top_k=top_k).numpy()
+        np.testing.assert_allclose(original, permuted, atol=1e-12)
+    stable = average_precision(query, database, query_labels, db_labels, ties="stable").numpy()
+    stable_permuted = average_precision(query, database[order], query_labels, db_labels[order], ties="stable")
+    assert np.abs(stable - stable_permuted.numpy()).max() > 1e-3
+
+
+def test_average_equals_stable_without_ties():
+    # Distinct distances per query: database item j sits at distance j from the all-ones query.
+    bits = 12
+    database = np.ones((bits + 1, bits))
+    for j in range(bits + 1):
+        database[j, :j] = -1
+    query = np.ones((1, bits))
+    labels = np.random.default_rng(0).integers(0, 2, bits + 1)
+    for top_k in [1, 5, None]:
+        np.testing.assert_allclose(
+            average_precision(query, database, [1], labels, top_k=top_k).numpy(),
+            average_precision(query, database, [1], labels, top_k=top_k, ties="stable").numpy(),
+            atol=1e-14,
+        )
+
+
+@pytest.mark.parametrize("ties", ["average", "stable"])
+def test_query_without_relevant_items_contributes_zero(ties):
+    codes = np.array([[1, 1], [1, -1], [-1, -1]])
+    ap = average_precision(codes, codes, [0, 1, 5], [0, 1, 1], ties=ties).numpy()
+    assert ap[2] == 0.0
+    assert ap[0] == 1.0
+    mean = mean_average_precision(codes, codes, [0, 1, 5], [0, 1, 1], ties=ties).numpy()
+    np.testing.assert_allclose(mean, ap.mean())
+
+
+@pytest.mark.parametrize("ties", ["average", "stable"])
+def test_packed_codes_and_block_sizes_give_identical_results(ties):
+    rng = np.random.default_rng(5)
+    query, database, query_labels, db_labels = clustered_problem(rng, 23, 120, 13)
+    expected = average_precision(query, database, query_labels, db_labels, top_k=30, ties=ties).numpy()
+    packed = average_precision(pack_codes(query), pack_codes(database), query_labels, db_labels, top_k=30, ties=ties)
+    np.testing.assert_array_equal(packed.numpy(), expected)
+    for block in [1, 7, 100]:
+        blocked = average_precision(
+            query, database, query_labels, db_labels, top_k=30, ties=ties, query_block_size=block
+        )
+        np.testing.assert_array_equal(blocked.numpy(), expected)
+
+
+def test_top_k_beyond_database_means_all():
+    rng = np.random.default_rng(9)
+    problem = clustered_problem(rng, 10, 40, 5)
+    for ties in ["average", "stable"]:
+        np.testing.assert_array_equal(
+            average_precision(*problem, top_k=1000, ties=ties).numpy(),
+            average_precision(*problem, top_k=None, ties=ties).numpy(),
+        )
+
+
+# --------------------------------------------------------------------------------- precision and PR curves
+
+
+def test_precision_recall_by_rank_stable_matches_reference():
+    rng = np.random.default_rng(11)
+    query, database, query_labels, db_labels = clustered_problem(rng, 20, 90, 6)
+    distances, rel = reference.hamming(query, database), reference.relevance(query_labels, db_labels)
+    ranks = [1, 10, 89, 90]
+    hits = np.array([[rel[q][reference.stable_ranking(distances[q])][:n].sum() for n in ranks] for q in range(20)])
+    totals = rel.sum(1, keepdims=True)
+    precision, recall = precision_recall_by_rank(query, database, query_labels, db_labels, ranks, ties="stable")
+    np.testing.assert_allclose(precision.numpy(), (hits / np.array(ranks)).mean(0), atol=1e-12)
+    np.testing.assert_allclose(recall.numpy(), np.where(totals > 0, hits / np.maximum(totals, 1), 0).mean(0))
+    np.testing.assert_allclose(
+        precision_at_n(query, database, query_labels, db_labels, n=10, ties="stable").numpy(), precision.numpy()[1]
+    )
+
+
+@pytest.mark.parametrize("problem_index", [0, 4])
+def test_precision_at_n_average_equals_enumeration(problem_index):
+    problem = list(tiny_problems())[problem_index]
+    for n in [1, 3, 8]:
+        expected = reference.expected_hits_at(*problem, rank=n) / n
+        np.testing.assert_allclose(precision_at_n(*problem, n=n).numpy(), expected.mean(), atol=1e-12)
+
+
+def test_precision_recall_by_radius_matches_reference():
+    rng = np.random.default_rng(12)
+    query, database, query_labels, db_labels = multi_label_problem(rng, 15, 70, 5)
+    distances, rel = reference.hamming(query, database), reference.relevance(query_labels, db_labels)
+    precision, recall = precision_recall_by_radius(query, database, query_labels, db_labels)
+    assert precision.shape == (6,)
+    for radius in range(6):
+        inside = distances <= radius
+        hits = (inside & rel).sum(1)
+        expected_precision = np.where(inside.sum(1) > 0, hits / np.maximum(inside.sum(1), 1), 0.0)
+        expected_recall = np.where(rel.sum(1) > 0, hits / np.maximum(rel.sum(1), 1), 0.0)
+        np.testing.assert_allclose(precision.numpy()[radius], expected_precision.mean(), atol=1e-12)
+        np.testing.assert_allclose(recall.numpy()[radius], expected_recall.mean(), atol=1e-12)
+    np.testing.assert_allclose(
+        precision_within_radius(query, database, query_labels, db_labels).numpy(), precision.numpy()[2]
+    )
+
+
+def test_distance_histograms_count_items_and_relevant_items():
+    rng = np.random.default_rng(13)
+    query, database, query_labels, db_labels = clustered_problem(rng, 6, 50, 4)
+    counts, relevant = distance_histograms(query, database, query_labels, db_labels)
+    distances, rel = reference.hamming(query, database), reference.relevance(query_labels, db_labels)
+    for d in range(5):
+        np.testing.assert_array_equal(counts.numpy()[:, d], (distances == d).sum(1))
+        np.testing.assert_array_equal(relevant.numpy()[:, d], ((distances == d) & rel).sum(1))
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_bad_input_is_named():
+    codes = np.array([[1, -1, 1, 1], [-1, 1, 1, 1], [1, 1, -1, -1]])
+    labels = [0, 1, 2]
+    cases = [
+        (dict(query_codes=np.ones((3, 5))), "code length"),
+        (dict(db_codes=codes * 0.5), "db_codes"),
+        (dict(query_codes=(codes + 1) / 2), "query_codes"),
+        (dict(query_labels=[0, 1]), "query_labels"),
+        (dict(db_labels=np.ones((3, 2, 2))), "db_labels"),
+        (dict(query_codes=np.ones((0, 4)), query_labels=[]), "empty"),
+        (dict(db_codes=np.ones((0, 4)), db_labels=[]), "empty"),
+        (dict(top_k=0), "top_k"),
+        (dict(top_k=-1), "top_k"),
+        (dict(ties="random"), "ties"),
+        (dict(query_codes=pack_codes(codes)), "packed"),
+        (dict(query_labels=np.eye(3)), "multi-hot"),
+    ]
+    for overrides, message in cases:
+        arguments = dict(query_codes=codes, db_codes=codes, query_labels=labels, db_labels=labels) | overrides
+        with pytest.raises(ValueError, match=message):
+            mean_average_precision(**arguments)
+
+
+def test_bad_rank_and_radius_are_named():
+    codes = np.ones((3, 4))
+    with pytest.raises(ValueError, match="ranks"):
+        precision_recall_by_rank(codes, codes, [0, 1, 2], [0, 1, 2], [4])
+    with pytest.raises(ValueError, match="radius"):
+        precision_within_radius(codes, codes, [0, 1, 2], [0, 1, 2], radius=-1)
+
+
+def test_tiny_database_with_many_queries():
+    # A one-item database: every query's AP is 1 if that item is relevant, else 0 (and blocks stay bounded).
+    rng = np.random.default_rng(14)
+    query = random_codes(rng, 3000, 8)
+    labels = rng.integers(0, 2, 3000)
+    for ties in ["average", "stable"]:
+        ap = average_precision(query, np.ones((1, 8)), labels, [1], ties=ties).numpy()
+        np.testing.assert_array_equal(ap, (labels == 1).astype(float))

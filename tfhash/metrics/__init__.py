@@ -1,0 +1,45 @@
+"""Retrieval evaluation and code statistics as TensorFlow ops.
+
+Retrieval metrics rank a database by Hamming distance to each query; see `tfhash.metrics.retrieval` for the
+relevance, AP@k and tie conventions (``ties="average"`` and ``ties="stable"``) and the memory bound.
+"""
+
+from tfhash.metrics.code_statistics import (
+    bit_balance,
+    bit_correlation,
+    bit_entropy,
+    correlation_ratio,
+    entropy_ratio,
+    fisher_score,
+    mean_bit_correlation,
+)
+from tfhash.metrics.hamming import hamming_distance
+from tfhash.metrics.retrieval import (
+    TIE_RULES,
+    average_precision,
+    distance_histograms,
+    mean_average_precision,
+    precision_at_n,
+    precision_recall_by_radius,
+    precision_recall_by_rank,
+    precision_within_radius,
+)
+
+__all__ = [
+    "TIE_RULES",
+    "average_precision",
+    "bit_balance",
+    "bit_correlation",
+    "bit_entropy",
+    "correlation_ratio",
+    "distance_histograms",
+    "entropy_ratio",
+    "fisher_score",
+    "hamming_distance",
+    "mean_average_precision",
+    "mean_bit_correlation",
+    "precision_at_n",
+    "precision_recall_by_radius",
+    "precision_recall_by_rank",
+    "precision_within_radius",
+]

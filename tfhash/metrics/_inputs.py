@@ -1,0 +1,108 @@
+"""Validation and normalisation of codes and labels shared by the retrieval metrics."""
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from tfhash.codes import unpack_codes
+
+TIE_RULES = ("average", "stable")
+
+
+def check_positive_int(value, name, allow_none=False):
+    """Raises a ValueError naming `name` unless `value` is a positive integer (or None where allowed)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer{' or None' if allow_none else ''}, got {value!r}.")
+
+
+def check_ties(ties):
+    if ties not in TIE_RULES:
+        raise ValueError(f"`ties` must be one of {TIE_RULES}, got {ties!r}.")
+
+
+def as_signed_codes(codes, name):
+    """Returns ``codes`` as a float32 ±1 matrix; packed uint8 codes are unpacked (padding bits read as −1).
+
+    Args:
+        codes: (n, K) ±1 codes of any real dtype, (n, K) bool bits, or (n, ⌈K/8⌉) uint8 packed codes.
+        name: the argument's name, used in error messages.
+    """
+    codes = tf.convert_to_tensor(codes)
+    if codes.shape.rank != 2:
+        raise ValueError(f"`{name}` must be a 2-D matrix (samples × bits), got shape {codes.shape}.")
+    if codes.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty: it holds no codes.")
+    if codes.dtype == tf.uint8:
+        return unpack_codes(codes, num_bits=8 * codes.shape[1], signed=True)
+    if codes.dtype == tf.bool:
+        return tf.where(codes, 1.0, -1.0)
+    if not (codes.dtype.is_floating or codes.dtype.is_integer):
+        raise ValueError(f"`{name}` must hold ±1 numbers or packed uint8 codes, got dtype {codes.dtype.name}.")
+    codes = tf.cast(codes, tf.float32)
+    if not bool(tf.reduce_all(tf.abs(codes) == 1.0)):
+        raise ValueError(
+            f"`{name}` must be binary ±1 codes (or packed uint8 codes); it holds other values, "
+            "e.g. {0, 1} bits (convert with 2 * bits - 1) or real-valued outputs (binarize with sign first)."
+        )
+    return codes
+
+
+def as_code_pair(query_codes, db_codes):
+    """Validates and converts a query / database pair of codes; returns (query ±1, database ±1)."""
+    query_packed = tf.convert_to_tensor(query_codes).dtype == tf.uint8
+    db_packed = tf.convert_to_tensor(db_codes).dtype == tf.uint8
+    if query_packed != db_packed:
+        raise ValueError(
+            "`query_codes` and `db_codes` must both be packed uint8 codes or both ±1 codes; "
+            f"got {'packed' if query_packed else '±1'} queries and {'packed' if db_packed else '±1'} database codes."
+        )
+    query = as_signed_codes(query_codes, "query_codes")
+    database = as_signed_codes(db_codes, "db_codes")
+    if query.shape[1] != database.shape[1]:
+        raise ValueError(
+            f"`query_codes` and `db_codes` must have the same code length; got {query.shape[1]} and "
+            f"{database.shape[1]} {'bits' if not query_packed else 'bits after unpacking'}."
+        )
+    return query, database
+
+
+def as_labels(labels, name, num_codes):
+    """Returns (labels tensor, is_multi_label): int64 class ids (n,) or float32 multi-hot (n, C)."""
+    labels = np.asarray(labels)
+    if labels.ndim not in (1, 2):
+        raise ValueError(
+            f"`{name}` must be class ids of shape (n,) or a multi-hot matrix of shape (n, classes), "
+            f"got shape {labels.shape}."
+        )
+    if labels.shape[0] != num_codes:
+        raise ValueError(f"`{name}` has {labels.shape[0]} rows but there are {num_codes} codes: they must match.")
+    if labels.ndim == 1:
+        if not (np.issubdtype(labels.dtype, np.integer) or np.all(labels == np.round(labels))):
+            raise ValueError(f"`{name}` given as a vector must hold integer class ids.")
+        return tf.constant(labels.astype(np.int64)), False
+    if not np.all((labels == 0) | (labels == 1)):
+        raise ValueError(
+            f"`{name}` given as a matrix must be multi-hot (0/1 entries); for class ids pass a vector of shape (n,)."
+        )
+    return tf.constant(labels.astype(np.float32)), True
+
+
+def as_label_pair(query_labels, db_labels, num_queries, num_db):
+    """Validates a query / database pair of labels; returns (query labels, database labels, is_multi_label)."""
+    query, query_multi = as_labels(query_labels, "query_labels", num_queries)
+    database, db_multi = as_labels(db_labels, "db_labels", num_db)
+    if query_multi != db_multi:
+        raise ValueError("`query_labels` and `db_labels` must both be class ids or both multi-hot matrices.")
+    if query_multi and query.shape[1] != database.shape[1]:
+        raise ValueError(
+            f"`query_labels` and `db_labels` must have the same number of classes; got {query.shape[1]} "
+            f"and {database.shape[1]}."
+        )
+    if not query_multi:
+        # Compact int32 ids compare faster than arbitrary int64 class ids.
+        _, ids = np.unique(np.concatenate([query.numpy(), database.numpy()]), return_inverse=True)
+        query, database = tf.constant(ids[:num_queries], tf.int32), tf.constant(ids[num_queries:], tf.int32)
+    return query, database, query_multi
