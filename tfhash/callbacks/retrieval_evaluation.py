@@ -1,0 +1,111 @@
+"""Keras callback that evaluates retrieval mAP of the model's codes during training."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfhash.metrics._inputs import check_positive_int, check_ties
+from tfhash.metrics.retrieval import mean_average_precision
+
+
+def _batches(data, batch_size, name):
+    """Yields (inputs, labels) batches from a tf.data.Dataset of (inputs, labels) or an (inputs, labels) pair."""
+    if isinstance(data, tf.data.Dataset):
+        for element in data:
+            if not (isinstance(element, tuple) and len(element) == 2):
+                raise ValueError(f"`{name}` must yield (inputs, labels) pairs; got an element of {len(element)} parts.")
+            yield element
+        return
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValueError(f"`{name}` must be a tf.data.Dataset of (inputs, labels) batches or an (inputs, labels) pair.")
+    inputs, labels = data
+    if len(inputs) != len(labels):
+        raise ValueError(f"`{name}` holds {len(inputs)} inputs but {len(labels)} labels: they must match.")
+    for start in range(0, len(inputs), batch_size):
+        yield inputs[start : start + batch_size], labels[start : start + batch_size]
+
+
+def _signed(outputs):
+    # sign with sign(0) = +1, the convention of every tfhash binarizer
+    return np.where(np.asarray(outputs) >= 0, 1.0, -1.0).astype(np.float32)
+
+
+class RetrievalEvaluation(keras.callbacks.Callback):
+    """Writes the retrieval mAP of the model's codes into the epoch logs, e.g. ``logs["val_map@1000"]``.
+
+    Both sets are encoded with the current model: ``model.encode(inputs)`` when the model has one (every tfhash
+    hasher), otherwise the sign of ``model(inputs, training=False)``. The value lands in the logs before
+    ``ModelCheckpoint``, ``EarlyStopping`` and Keras-Tuner read them when this callback is listed before those
+    (Keras-Tuner's own callback always comes after the user's), so ``monitor="val_map@1000", mode="max"`` works.
+    Keras's progress bar prints its epoch line before callbacks run, so the value shows in ``History`` and the
+    next epoch's logs rather than on that line; with ``verbose=1`` this callback prints it.
+
+    Args:
+        query_data: tf.data.Dataset yielding (inputs, labels) batches, or an (inputs, labels) pair of arrays.
+        database_data: the retrieval database, in the same form.
+        top_k: mAP@top_k; None ranks the whole database (mAP@all).
+        ties: tie rule, "average" or "stable" (see `tfhash.metrics.mean_average_precision`).
+        every_n_epochs: evaluate after every n-th epoch (epochs n, 2n, …); other epochs carry no value.
+        name: the log key; default ``"val_map@<top_k>"`` or ``"val_map@all"``.
+        batch_size: batch size used to encode arrays (datasets keep their own batching).
+        verbose: 1 prints the value after each evaluation.
+
+    Example:
+        >>> evaluation = RetrievalEvaluation((x_query, y_query), (x_db, y_db), top_k=1000)
+        >>> model.fit(train, epochs=50, callbacks=[evaluation,
+        ...           keras.callbacks.EarlyStopping(monitor="val_map@1000", mode="max", patience=5)])
+    """
+
+    def __init__(
+        self, query_data, database_data, top_k=None, ties="average", every_n_epochs=1, name=None, batch_size=256,
+        verbose=0,
+    ):
+        super().__init__()
+        check_positive_int(top_k, "top_k", allow_none=True)
+        check_positive_int(every_n_epochs, "every_n_epochs")
+        check_positive_int(batch_size, "batch_size")
+        check_ties(ties)
+        self.query_data = query_data
+        self.database_data = database_data
+        self.top_k = top_k
+        self.ties = ties
+        self.every_n_epochs = every_n_epochs
+        self.name = name or f"val_map@{'all' if top_k is None else top_k}"
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    def __deepcopy__(self, memo):
+        # Keras-Tuner deep-copies callbacks for every trial; the data are read-only, so the copies share them
+        # (a tf.data.Dataset cannot be deep-copied).
+        copy = RetrievalEvaluation(
+            self.query_data, self.database_data, self.top_k, self.ties, self.every_n_epochs, self.name,
+            self.batch_size, self.verbose,
+        )
+        memo[id(self)] = copy
+        return copy
+
+    def _encode(self, data, data_name):
+        encode = getattr(self.model, "encode", None)
+        codes, labels = [], []
+        for inputs, batch_labels in _batches(data, self.batch_size, data_name):
+            outputs = encode(inputs) if encode is not None else self.model(inputs, training=False)
+            codes.append(_signed(outputs))
+            labels.append(np.asarray(batch_labels))
+        if not codes:
+            raise ValueError(f"`{data_name}` yielded no data to encode.")
+        return np.concatenate(codes), np.concatenate(labels)
+
+    def evaluate(self):
+        """Encodes both sets with the current model and returns mAP as a Python float."""
+        query_codes, query_labels = self._encode(self.query_data, "query_data")
+        db_codes, db_labels = self._encode(self.database_data, "database_data")
+        return float(mean_average_precision(query_codes, db_codes, query_labels, db_labels, self.top_k, self.ties))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        value = self.evaluate()
+        if logs is not None:
+            logs[self.name] = value
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: {self.name} = {value:.4f}")
