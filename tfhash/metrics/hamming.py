@@ -6,7 +6,7 @@ from tfhash.metrics._inputs import as_code_pair
 
 
 @tf.function(reduce_retracing=True)
-def signed_hamming(query, database):
+def _signed_hamming(query, database):
     """Hamming distances of ±1 float32 codes: 0.5·(K − q·bᵀ), exact in float32 for K < 2²⁴."""
     num_bits = tf.cast(tf.shape(query)[1], tf.float32)
     inner = tf.matmul(query, database, transpose_b=True)
@@ -33,4 +33,4 @@ def hamming_distance(query_codes, db_codes):
         array([[1, 3]], dtype=int32)
     """
     query, database = as_code_pair(query_codes, db_codes)
-    return signed_hamming(query, database)
+    return _signed_hamming(query, database)
