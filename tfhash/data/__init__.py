@@ -1,0 +1,1 @@
+"""Data: sources, protocols, tf.data pipelines, augmentation and the feature bank (see README)."""
