@@ -1,7 +1,8 @@
 """tfhash: deep unsupervised image hashing in TensorFlow 2 / Keras 3.
 
 Subpackages: ``tfhash.layers`` (binarizers), ``tfhash.metrics`` (retrieval evaluation and code statistics as TF
-ops), ``tfhash.callbacks`` (``RetrievalEvaluation``), ``tfhash.losses``, ``tfhash.codes`` (bit packing) and
+ops), ``tfhash.callbacks`` (``RetrievalEvaluation``), ``tfhash.losses``, ``tfhash.codes`` (bit packing),
+``tfhash.data`` (sources, protocols, pipelines, augmentation, feature bank), ``tfhash.backbones`` and
 ``tfhash.recipes`` (runnable experiments).
 """
 
@@ -18,6 +19,6 @@ if keras.backend.backend() != "tensorflow":
         "Set KERAS_BACKEND=tensorflow before importing keras."
     )
 
-from tfhash import callbacks, codes, layers, losses, metrics  # noqa: E402,F401
+from tfhash import backbones, callbacks, codes, data, layers, losses, metrics  # noqa: E402,F401
 
 __version__ = "0.1.0"
