@@ -1,5 +1,6 @@
 """Augmentation: the base of tfhash's seeded, batch-wise image augmentation layers."""
 
+import abc
 import numbers
 
 import keras
@@ -61,7 +62,7 @@ def select(chosen, transform, images):
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
-class Augmentation(keras.layers.Layer):
+class Augmentation(keras.layers.Layer, metaclass=abc.ABCMeta):
     """Base class of the seeded image augmentations in `tfhash.data.augment`.
 
     Every augmentation is a preprocessing-style Keras layer: it takes a batch ``(B, H, W, C)`` of uint8 or
@@ -122,9 +123,9 @@ class Augmentation(keras.layers.Layer):
         seed = self.seed_generator.next() if seed is None else seed
         return self.augment(images, tf.cast(seed, tf.int64))
 
+    @abc.abstractmethod
     def augment(self, images, seed):
         """The augmented float32 ``images`` (B, H, W, C) for the stateless ``seed`` (2,) int64."""
-        raise NotImplementedError(f"{type(self).__name__} must implement `augment(images, seed)`.")
 
     @staticmethod
     def apply_with_probability(transform, images, p, seed):
