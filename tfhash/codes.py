@@ -5,9 +5,9 @@ Packed codes take 1/32 of the memory of float32 codes and are what Hamming searc
 inside `tf.function`, and return a `tf.Tensor`.
 """
 
-import numbers
-
 import tensorflow as tf
+
+from tfhash._validation import check_int
 
 
 def _bit_shifts(bitorder):
@@ -104,8 +104,7 @@ def unpack_codes(packed, num_bits, bitorder="big", signed=True):
         raise ValueError(f"`packed` must have dtype uint8, got {packed.dtype.name}.")
     if packed.shape.rank != 2:
         raise ValueError(f"`packed` must be 2-D (n, bytes), got shape {packed.shape}.")
-    if isinstance(num_bits, bool) or not isinstance(num_bits, numbers.Integral) or num_bits < 1:
-        raise ValueError(f"`num_bits` must be a positive int, got {num_bits!r}.")
+    check_int(num_bits, "num_bits", minimum=1)
     if not isinstance(signed, bool):
         raise ValueError(f"`signed` must be a bool, got {signed!r}.")
     n, num_bytes = _dim(packed, 0), _dim(packed, 1)

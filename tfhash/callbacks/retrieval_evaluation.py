@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfhash.metrics._inputs import check_positive_int, check_ties
+from tfhash._validation import check_int
+from tfhash.metrics._inputs import check_ties
 from tfhash.metrics.retrieval import mean_average_precision
 
 
@@ -61,9 +62,9 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         verbose=0,
     ):
         super().__init__()
-        check_positive_int(top_k, "top_k", allow_none=True)
-        check_positive_int(every_n_epochs, "every_n_epochs")
-        check_positive_int(batch_size, "batch_size")
+        check_int(top_k, "top_k", minimum=1, allow_none=True)
+        check_int(every_n_epochs, "every_n_epochs", minimum=1)
+        check_int(batch_size, "batch_size", minimum=1)
         check_ties(ties)
         self.query_data = query_data
         self.database_data = database_data

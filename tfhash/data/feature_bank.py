@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import numbers
 import os
 import re
 import tempfile
@@ -11,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfhash._validation import check_int
 from tfhash.data.augment.augmentation import check_size, fold_seed
 from tfhash.data.image_set import ImageSet
 from tfhash.data.pipelines import (
@@ -140,8 +140,7 @@ class FeatureBank:
                 "`evaluation` split names must differ from 'train', the training split's name in the "
                 "cache (a database that equals the training set is named e.g. 'database')."
             )
-        if isinstance(views, bool) or not isinstance(views, numbers.Integral) or views < 1:
-            raise ValueError(f"`views` must be an int >= 1, got {views!r}.")
+        check_int(views, "views", minimum=1)
         self.augments = _check_augment(augment)
         if not self.augments and views != 1:
             raise ValueError(

@@ -22,11 +22,10 @@ makes every worker decode and augment every sample; with many workers, build the
 which shards the shuffled indices before decoding and batches per replica.
 """
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
 
+from tfhash._validation import check_int
 from tfhash.data.augment.augmentation import Augmentation, check_size, fold_seed
 from tfhash.data.image_set import ImageSet
 
@@ -94,8 +93,7 @@ def training_dataset(
     indices = _check_indices(image_set, indices)
     augments = _check_augment(augment)
     _check_image_options(image_set, augments, image_size)
-    if view is not None and (isinstance(view, bool) or not isinstance(view, numbers.Integral) or view < 0):
-        raise ValueError(f"`view` must be None or an int >= 0, got {view!r}.")
+    check_int(view, "view", minimum=0, allow_none=True)
     seed = _check_seed(seed)
     _check_cache(cache)
     size = None if image_size is None else check_size(image_size, "image_size")
@@ -287,12 +285,8 @@ def _check_image_options(image_set, augments, image_size):
 
 
 def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"`seed` must be an int, got {seed!r}.")
-    return int(seed)
+    return check_int(seed, "seed")
 
 
 def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
-    return int(batch_size)
+    return check_int(batch_size, "batch_size", minimum=1)

@@ -1,9 +1,9 @@
 """Stochastic binary layer with a straight-through gradient (CIBHash)."""
 
-import numbers
-
 import keras
 import tensorflow as tf
+
+from tfhash._validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
@@ -53,11 +53,9 @@ class StochasticBinary(keras.layers.Layer):
         for name, value in (("stochastic", stochastic), ("signed", signed)):
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be a bool, got {value!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise ValueError(f"`seed` must be an int or None, got {seed!r}.")
         self.stochastic = stochastic
         self.signed = signed
-        self.seed = None if seed is None else int(seed)
+        self.seed = check_int(seed, "seed", allow_none=True)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def call(self, inputs, training=None):

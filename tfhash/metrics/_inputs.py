@@ -1,21 +1,11 @@
 """Validation and normalisation of codes and labels shared by the retrieval metrics."""
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
 
 from tfhash.codes import unpack_codes
 
 TIE_RULES = ("average", "stable")
-
-
-def check_positive_int(value, name, allow_none=False):
-    """Raises a ValueError naming `name` unless `value` is a positive integer (or None where allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer{' or None' if allow_none else ''}, got {value!r}.")
 
 
 def check_ties(ties):

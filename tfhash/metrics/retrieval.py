@@ -24,11 +24,10 @@ otherwise, plus the unpacked database codes (4 bytes × n_db × K): measured 0.2
 NUS-WIDE-sized problems (benchmarks/README.md). A smaller ``query_block_size`` lowers it proportionally.
 """
 
-import numbers
-
 import tensorflow as tf
 
-from tfhash.metrics._inputs import TIE_RULES, as_code_pair, as_label_pair, check_positive_int, check_ties
+from tfhash._validation import check_int
+from tfhash.metrics._inputs import TIE_RULES, as_code_pair, as_label_pair, check_ties
 
 _BLOCK_ELEMENTS = 2**24
 
@@ -112,7 +111,7 @@ class _Retrieval:
         self.query_labels, self.db_labels, _ = as_label_pair(
             query_labels, db_labels, self.num_queries, self.num_db
         )
-        check_positive_int(query_block_size, "query_block_size", allow_none=True)
+        check_int(query_block_size, "query_block_size", minimum=1, allow_none=True)
         self.block_size = query_block_size
 
     def map_blocks(self, fn):
@@ -262,7 +261,7 @@ def average_precision(
     Reference:
         McSherry & Najork, ECIR 2008, for the tie-aware closed form.
     """
-    check_positive_int(top_k, "top_k", allow_none=True)
+    check_int(top_k, "top_k", minimum=1, allow_none=True)
     check_ties(ties)
     retrieval = _Retrieval(query_codes, db_codes, query_labels, db_labels, query_block_size)
     if ties == "average":
@@ -306,7 +305,7 @@ def precision_recall_by_rank(
     if not ranks:
         raise ValueError("`ranks` must name at least one rank cut-off.")
     for rank in ranks:
-        check_positive_int(rank, "ranks")
+        check_int(rank, "ranks", minimum=1)
     retrieval = _Retrieval(query_codes, db_codes, query_labels, db_labels, query_block_size)
     if max(ranks) > retrieval.num_db:
         raise ValueError(f"`ranks` must not exceed the database size {retrieval.num_db}, got {max(ranks)}.")
@@ -349,7 +348,6 @@ def precision_recall_by_radius(query_codes, db_codes, query_labels, db_labels, q
 
 def precision_within_radius(query_codes, db_codes, query_labels, db_labels, radius=2, query_block_size=None):
     """Mean precision of the items within Hamming radius `radius` (0 for a query retrieving nothing)."""
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) or radius < 0:
-        raise ValueError(f"`radius` must be a non-negative integer, got {radius!r}.")
+    check_int(radius, "radius", minimum=0)
     precision, _ = precision_recall_by_radius(query_codes, db_codes, query_labels, db_labels, query_block_size)
     return precision[min(radius, precision.shape[0] - 1)]

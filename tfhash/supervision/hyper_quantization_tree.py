@@ -4,9 +4,9 @@ Pure NumPy (float32 BLAS); no TensorFlow. The pseudo bits are computed once, bef
 training set's backbone features, and serve as the BCE targets y_t of Eq. 2 of the paper.
 """
 
-import numbers
-
 import numpy as np
+
+from tfhash._validation import check_int
 
 __all__ = ["HyperQuantizationTree", "binary_kmeans"]
 
@@ -131,14 +131,6 @@ def _pca(x, dim, rng, power_iterations=1, oversampling=10):
     return np.ascontiguousarray(right(components), dtype=np.float32)
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
 class HyperQuantizationTree:
     """Hyper-Quantization Tree: one binary pseudo label per bit from a random-depth binary k-means tree.
 
@@ -198,14 +190,14 @@ class HyperQuantizationTree:
 
     def __init__(self, num_bits, depth_range=(3, 5), shared_tree=True, seed=0, kmeans_iterations=20,
                  projection_dim=None):
-        self.num_bits = _check_int("num_bits", num_bits, 1)
+        self.num_bits = check_int(num_bits, "num_bits", minimum=1)
         try:
             low, high = depth_range
         except (TypeError, ValueError):
             message = f"depth_range must be a pair (min_depth, max_depth), got {depth_range!r}"
             raise ValueError(message) from None
-        low = _check_int("depth_range[0]", low, 1)
-        high = _check_int("depth_range[1]", high, 1)
+        low = check_int(low, "depth_range[0]", minimum=1)
+        high = check_int(high, "depth_range[1]", minimum=1)
         if low > high:
             raise ValueError(f"depth_range must have min_depth <= max_depth, got {depth_range!r}")
         if high > _MAX_DEPTH:
@@ -214,10 +206,10 @@ class HyperQuantizationTree:
         if not isinstance(shared_tree, (bool, np.bool_)):
             raise ValueError(f"shared_tree must be a bool, got {shared_tree!r}")
         self.shared_tree = bool(shared_tree)
-        self.seed = _check_int("seed", seed, 0)
-        self.kmeans_iterations = _check_int("kmeans_iterations", kmeans_iterations, 1)
+        self.seed = check_int(seed, "seed", minimum=0)
+        self.kmeans_iterations = check_int(kmeans_iterations, "kmeans_iterations", minimum=1)
         if projection_dim is not None:
-            projection_dim = _check_int("projection_dim", projection_dim, 1)
+            projection_dim = check_int(projection_dim, "projection_dim", minimum=1)
         self.projection_dim = projection_dim
         self._rng = np.random.default_rng(self.seed)
         self.depths = self._rng.integers(low, high + 1, size=self.num_bits)

@@ -6,6 +6,8 @@ import numbers
 import keras
 import tensorflow as tf
 
+from tfhash._validation import check_int
+
 
 def fold_seed(seed, data):
     """A new stateless seed (2,) int64 from ``seed`` and the integer ``data``: an independent stream."""
@@ -102,9 +104,7 @@ class Augmentation(keras.layers.Layer, metaclass=abc.ABCMeta):
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise ValueError(f"`seed` must be an int or None, got {seed!r}.")
-        self.seed = None if seed is None else int(seed)
+        self.seed = check_int(seed, "seed", allow_none=True)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.built = True  # no weights to create
         # XLA compiles neither crop_and_resize nor ImageProjectiveTransform, and draws other random numbers
