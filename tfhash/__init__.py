@@ -3,7 +3,8 @@
 Subpackages: ``tfhash.layers`` (binarizers), ``tfhash.metrics`` (retrieval evaluation and code statistics as TF
 ops), ``tfhash.callbacks`` (``RetrievalEvaluation``), ``tfhash.losses``, ``tfhash.codes`` (bit packing),
 ``tfhash.data`` (sources, protocols, pipelines, augmentation, feature bank), ``tfhash.backbones``,
-``tfhash.supervision`` (label-free supervision builders: the Hyper-Quantization Tree) and ``tfhash.recipes``
+``tfhash.supervision`` (label-free supervision builders: the Hyper-Quantization Tree), ``tfhash.models`` (one
+hashing model per method, the HQT regulariser) and ``tfhash.recipes``
 (runnable experiments).
 """
 
@@ -20,6 +21,6 @@ if keras.backend.backend() != "tensorflow":
         "Set KERAS_BACKEND=tensorflow before importing keras."
     )
 
-from tfhash import backbones, callbacks, codes, data, layers, losses, metrics, supervision  # noqa: E402,F401
+from tfhash import backbones, callbacks, codes, data, layers, losses, metrics, models, supervision  # noqa: E402,F401
 
 __version__ = "0.1.0"

@@ -1,0 +1,64 @@
+"""GreedyHash: a linear head, sign with a straight-through gradient, similarity loss plus a cubic penalty."""
+
+import numbers
+
+import keras
+import tensorflow as tf
+
+from tfhash.layers.sign_ste import SignSTE
+from tfhash.losses.similarity_preserving import SimilarityPreservingLoss
+from tfhash.models.hasher import Hasher
+
+
+@keras.saving.register_keras_serializable(package="tfhash")
+class GreedyHasher(Hasher):
+    """GreedyHash: features → Dense(K) → h → `SignSTE` → b; ``L = MSE(cos(b), cos(x)) + w·mean(| |h| − 1 |³)``.
+
+    The sign is applied in the forward pass and the gradient passes straight through it (the greedy
+    principle); the cubic term pulls ``h`` towards ±1 so that the straight-through gradient stays close to the
+    true one. ``x`` are the backbone features, compared with the codes over all pairs of the batch.
+
+    Args:
+        num_bits: code length K.
+        quantization_weight: float >= 0, the weight w of the cubic term (0.1 in the paper's unsupervised
+            setting).
+        backbone, feature_size, hqt, seed, **kwargs: see `Hasher`.
+
+    Example:
+
+    >>> model = GreedyHasher(32, feature_size=4096, seed=0)
+    >>> model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9))
+    >>> model.fit(bank.training_dataset(batch_size=32), epochs=60)
+
+    Reference:
+        Su et al., "Greedy Hash: Towards Fast Optimization for Accurate Hash Coding in CNN", NeurIPS 2018:
+        Eq. 5–7 (sign forward, identity backward) and the unsupervised loss of §3.3,
+        ``‖cos(B) − cos(X)‖² + α‖ |H| − 1 ‖³₃``.
+    """
+
+    loss_terms = ("similarity", "quantization")
+
+    def __init__(self, num_bits, quantization_weight=0.1, backbone=None, feature_size=None, hqt=None, seed=None,
+                 **kwargs):
+        super().__init__(num_bits, backbone=backbone, feature_size=feature_size, hqt=hqt, seed=seed, **kwargs)
+        if isinstance(quantization_weight, bool) or not isinstance(quantization_weight, numbers.Real) or not (
+            0 <= quantization_weight < float("inf")
+        ):
+            raise ValueError(f"`quantization_weight` must be a finite number >= 0, got {quantization_weight!r}.")
+        self.quantization_weight = float(quantization_weight)
+        self.head = keras.layers.Dense(num_bits, kernel_initializer=self.initializer(), name="hash")
+        self.binarizer = SignSTE(name="sign")
+        self.similarity = SimilarityPreservingLoss()
+        self._finish_init()
+
+    def self_loss(self, inputs, sample_index, training):
+        features = self.features(inputs, training=training)
+        activations = self.head(features, training=training)
+        codes = self.binarizer(activations, training=training)
+        similarity = self.similarity(features, codes)
+        quantization = tf.reduce_mean(tf.abs(tf.abs(activations) - 1.0) ** 3)
+        loss = similarity + self.quantization_weight * quantization
+        return loss, {"similarity": similarity, "quantization": quantization}, [codes]
+
+    def get_config(self):
+        return {**super().get_config(), "quantization_weight": self.quantization_weight}
