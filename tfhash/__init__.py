@@ -22,5 +22,6 @@ if keras.backend.backend() != "tensorflow":
     )
 
 from tfhash import backbones, callbacks, codes, data, layers, losses, metrics, models, supervision  # noqa: E402,F401
+from tfhash.export import load_encoder  # noqa: E402,F401
 
 __version__ = "0.1.0"
