@@ -1,5 +1,6 @@
-"""Argument checks shared across tfhash: one wording for every error about an integer argument."""
+"""Argument checks shared across tfhash: one wording for every error about a numeric argument."""
 
+import math
 import numbers
 
 
@@ -15,3 +16,22 @@ def check_int(value, name, minimum=None, allow_none=False):
         bound = "" if minimum is None else f" >= {minimum}"
         raise ValueError(f"`{name}` must be an integer{bound}{' or None' if allow_none else ''}, got {value!r}.")
     return int(value)
+
+
+def check_number(value, name, minimum=None, maximum=None, exclusive_minimum=False):
+    """Returns `value` as a finite float within the bounds; a ValueError naming `name` otherwise."""
+    in_range = (
+        isinstance(value, numbers.Real)
+        and math.isfinite(value)
+        and (minimum is None or value > minimum or (value == minimum and not exclusive_minimum))
+        and (maximum is None or value <= maximum)
+    )
+    if isinstance(value, bool) or not in_range:
+        bounds = []
+        if minimum is not None:
+            bounds.append(f"{'>' if exclusive_minimum else '>='} {minimum}")
+        if maximum is not None:
+            bounds.append(f"<= {maximum}")
+        bound = " " + " and ".join(bounds) if bounds else ""
+        raise ValueError(f"`{name}` must be a finite number{bound}, got {value!r}.")
+    return float(value)

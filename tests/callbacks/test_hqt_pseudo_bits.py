@@ -88,4 +88,3 @@ def test_clear_errors(features):
         HQTPseudoBits("tree", features)
     with pytest.raises(ValueError, match="every_n_epochs"):
         HQTPseudoBits(HyperQuantizationTree(K), features, every_n_epochs=0)
-

@@ -1,5 +1,13 @@
 """Losses: pure functions of a batch and Keras `Loss` wrappers (each method's losses join here)."""
 
+from tfhash.losses.bernoulli_kl import symmetric_bernoulli_kl
+from tfhash.losses.nt_xent import NTXentLoss, nt_xent_loss
 from tfhash.losses.similarity_preserving import SimilarityPreservingLoss, cosine_similarity_matrix
 
-__all__ = ["SimilarityPreservingLoss", "cosine_similarity_matrix"]
+__all__ = [
+    "NTXentLoss",
+    "SimilarityPreservingLoss",
+    "cosine_similarity_matrix",
+    "nt_xent_loss",
+    "symmetric_bernoulli_kl",
+]

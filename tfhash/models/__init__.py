@@ -5,8 +5,10 @@
 """
 
 from tfhash.models.bi_half_hasher import BiHalfHasher
+from tfhash.models.cib_hasher import CIBHasher
+from tfhash.models.cimon_hasher import CIMONHasher
 from tfhash.models.greedy_hasher import GreedyHasher
 from tfhash.models.hasher import Hasher
 from tfhash.models.hqt_regularizer import HQTRegularizer
 
-__all__ = ["BiHalfHasher", "GreedyHasher", "Hasher", "HQTRegularizer"]
+__all__ = ["BiHalfHasher", "CIBHasher", "CIMONHasher", "GreedyHasher", "Hasher", "HQTRegularizer"]

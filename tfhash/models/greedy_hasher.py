@@ -1,10 +1,9 @@
 """GreedyHash: a linear head, sign with a straight-through gradient, similarity loss plus a cubic penalty."""
 
-import numbers
-
 import keras
 import tensorflow as tf
 
+from tfhash._validation import check_number
 from tfhash.layers.sign_ste import SignSTE
 from tfhash.losses.similarity_preserving import SimilarityPreservingLoss
 from tfhash.models.hasher import Hasher
@@ -41,11 +40,7 @@ class GreedyHasher(Hasher):
     def __init__(self, num_bits, quantization_weight=0.1, backbone=None, feature_size=None, hqt=None, seed=None,
                  **kwargs):
         super().__init__(num_bits, backbone=backbone, feature_size=feature_size, hqt=hqt, seed=seed, **kwargs)
-        if isinstance(quantization_weight, bool) or not isinstance(quantization_weight, numbers.Real) or not (
-            0 <= quantization_weight < float("inf")
-        ):
-            raise ValueError(f"`quantization_weight` must be a finite number >= 0, got {quantization_weight!r}.")
-        self.quantization_weight = float(quantization_weight)
+        self.quantization_weight = check_number(quantization_weight, "quantization_weight", minimum=0)
         self.head = keras.layers.Dense(num_bits, kernel_initializer=self.initializer(), name="hash")
         self.binarizer = SignSTE(name="sign")
         self.similarity = SimilarityPreservingLoss()

@@ -208,4 +208,3 @@ def _unpack(data):
 
 def _is_index(value):
     return value.dtype.is_integer and value.shape.rank == 1
-

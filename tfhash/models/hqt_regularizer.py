@@ -1,12 +1,10 @@
 """The HQT regulariser: binary cross-entropy between a hasher's codes and Hyper-Quantization-Tree pseudo bits."""
 
-import numbers
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfhash._validation import check_int
+from tfhash._validation import check_int, check_number
 
 _NOT_ASSIGNED = (
     "HQTRegularizer has no pseudo bits yet: assign them before training, with "
@@ -66,11 +64,9 @@ class HQTRegularizer(keras.layers.Layer):
     def __init__(self, num_samples, alpha=0.5, signed_targets=False, **kwargs):
         super().__init__(**kwargs)
         self.num_samples = check_int(num_samples, "num_samples", minimum=1)
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (0 <= alpha <= 1):
-            raise ValueError(f"`alpha` must be a number in [0, 1], got {alpha!r}.")
         if not isinstance(signed_targets, bool):
             raise ValueError(f"`signed_targets` must be a bool, got {signed_targets!r}.")
-        self.alpha = float(alpha)
+        self.alpha = check_number(alpha, "alpha", minimum=0, maximum=1)
         self.signed_targets = signed_targets
 
     def build(self, codes_shape):
@@ -107,7 +103,8 @@ class HQTRegularizer(keras.layers.Layer):
             targets = 2.0 * targets - 1.0
         # The stable form of BCE-with-logits, valid for any target value (PyTorch's formula).
         loss = tf.nn.relu(logits) - logits * targets + tf.math.log1p(tf.exp(-tf.abs(logits)))
-        return tf.reduce_mean(loss)
+        # XLA drops the assertion above: a NaN loss still makes training on unassigned bits impossible to miss.
+        return tf.where(self.assigned > 0, tf.reduce_mean(loss), float("nan"))
 
     def combine(self, self_loss, hqt_loss):
         """Eq. 3: ``(1 − alpha) * self_loss + alpha * hqt_loss``."""
@@ -119,4 +116,3 @@ class HQTRegularizer(keras.layers.Layer):
     def get_config(self):
         config = {"num_samples": self.num_samples, "alpha": self.alpha, "signed_targets": self.signed_targets}
         return {**super().get_config(), **config}
-
