@@ -116,7 +116,7 @@ def clean_train_features(bank, split):
     return bank.evaluation["database"][position]
 
 
-def train_and_evaluate(base, bits, hqt, bank, split, pool, settings, seed, verbose):
+def train_and_evaluate(base, bits, hqt, bank, split, pool, settings, seed, verbose, tree_features="view0"):
     keras.utils.set_random_seed(seed)
     model = build_model(base, bits, bank, split, hqt, seed)
     steps = len(split.train) // settings["batch"]
@@ -132,9 +132,11 @@ def train_and_evaluate(base, bits, hqt, bank, split, pool, settings, seed, verbo
         fitted = CIMONPseudoSimilarity(seed=seed).fit(clean_train_features(bank, split))
         model.assign_pseudo_similarity(fitted)
     if hqt:
-        # Released HQT: trees on the training features under the training augmentation (view 0 here).
+        # "view0": as released, trees on training features under the training augmentation (the first stored
+        # view); "clean": on the un-augmented training images' features.
         tree = HyperQuantizationTree(bits, depth_range=(3, 5), shared_tree=True, seed=seed)
-        callbacks.append(HQTPseudoBits(tree, bank.train[0, 0]))
+        features = bank.train[0, 0] if tree_features == "view0" else clean_train_features(bank, split)
+        callbacks.append(HQTPseudoBits(tree, features))
     data = bank.training_dataset(settings["batch"], drop_remainder=True)
     history = model.fit(data, epochs=settings["epochs"], callbacks=callbacks, verbose=verbose)
     train_seconds = time.perf_counter() - started
@@ -145,7 +147,7 @@ def train_and_evaluate(base, bits, hqt, bank, split, pool, settings, seed, verbo
     labels = {"query": pool.labels[split.query], "database": pool.labels[split.database]}
     arguments = (codes["query"], codes["database"], labels["query"], labels["database"])
     return {
-        "base": base, "hqt": hqt, "bits": bits,
+        "base": base, "hqt": hqt, "bits": bits, "tree_features": tree_features if hqt else None,
         "map_all": float(metrics.mean_average_precision(*arguments, ties="average")),
         "map_all_stable": float(metrics.mean_average_precision(*arguments, ties="stable")),
         "fisher_score": float(metrics.fisher_score(codes["database"], labels["database"])),
@@ -169,16 +171,22 @@ def main(argv=None):
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the protocol split and the feature banks")
+    parser.add_argument("--train-seed", type=int, default=None,
+                        help="seed of the models, trees and clustering (default: --seed)")
     parser.add_argument("--bank-dir", default=None, help="feature-bank cache (default: FeatureBank's)")
     parser.add_argument("--extract-only", action="store_true", help="fill the feature-bank cache and stop")
     parser.add_argument("--bases", nargs="+", default=["bihalf", "cibhash", "cimon"])
     parser.add_argument("--bits", nargs="+", type=int, default=[16, 32, 64])
     parser.add_argument("--epochs-scale", type=float, default=1.0,
                         help="multiply every paper's epoch count (and lr-decay epoch) by this factor")
+    parser.add_argument("--tree-features", choices=("view0", "clean"), default="view0",
+                        help="HQT trees on the first augmented view (released) or on un-augmented features")
+    parser.add_argument("--hqt-only", action="store_true", help="run only the rows with the HQT regulariser")
     parser.add_argument("--output", default=os.path.join("runs", "benchmarks", "hqt_cifar10.json"))
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
+    train_seed = args.seed if args.train_seed is None else args.train_seed
     split, banks = feature_banks(args.backbone, args.seed, args.bank_dir, args.bases)
     if args.extract_only:
         for base, bank in banks.items():
@@ -186,32 +194,32 @@ def main(argv=None):
         return
     pool = load_cifar10(CIFAR_JPG.parent)
     record = {
-        "benchmark": "benchmarks/hqt_cifar10.py", "protocol": PROTOCOL, "seed": args.seed,
+        "benchmark": "benchmarks/hqt_cifar10.py", "protocol": PROTOCOL, "seed": args.seed, "train_seed": train_seed,
         "backbone": f"{args.backbone} (frozen, ImageNet), features through tfhash.data.FeatureBank",
-        "epochs_scale": args.epochs_scale,
+        "epochs_scale": args.epochs_scale, "tree_features": args.tree_features,
         "machine": f"{os.cpu_count()} CPU cores, GPU: {bool(tf.config.list_physical_devices('GPU'))}",
         "versions": {"tfhash": tfhash.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
         "results": [],
     }
+    keys = ("protocol", "seed", "train_seed", "backbone", "epochs_scale", "tree_features")
     if os.path.exists(args.output):  # resume: keep finished rows, run only the missing ones
         with open(args.output) as handle:
             previous = json.load(handle)
-        if {k: previous.get(k) for k in ("protocol", "seed", "backbone", "epochs_scale")} == {
-            k: record[k] for k in ("protocol", "seed", "backbone", "epochs_scale")
-        }:
+        if {k: previous.get(k) for k in keys} == {k: record[k] for k in keys}:
             record["results"] = previous["results"]
     done = {(r["base"], r["hqt"], r["bits"]) for r in record["results"]}
     # Code length outermost: an interrupted run still holds every base at the shorter codes (and resumes).
     for bits in args.bits:
         for base in args.bases:
-            for hqt in (False, True):
+            for hqt in (True,) if args.hqt_only else (False, True):
                 if (base, hqt, bits) in done:
                     continue
                 settings = scaled(base_settings(base, bits), args.epochs_scale)
                 print(f"\n== {'HQT + ' if hqt else ''}{base}, {bits} bits: {settings}", flush=True)
                 row = train_and_evaluate(
-                    base, bits, hqt, banks[base], split, pool, settings, args.seed, args.verbose
+                    base, bits, hqt, banks[base], split, pool, settings, train_seed, args.verbose,
+                    args.tree_features,
                 )
                 print(json.dumps(row), flush=True)
                 record["results"].append(row)

@@ -31,3 +31,16 @@ def shared_data():
             f"real data not found at {SHARED_DATA}: place the shared datasets there or set TFHASH_SHARED_DATA"
         )
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the 2 logical CPUs for the whole session.
+
+    Several MirroredStrategy objects in one process can clash in their collective-op instance keys (a shape
+    mismatch "in the collective instance" error in a later test), so every test shares this one.
+    """
+    devices = [device.name for device in tf.config.list_logical_devices("CPU")[:2]]
+    if len(devices) < 2:
+        pytest.skip("needs 2 logical CPU devices; tests/conftest.py configures them before TF initialises")
+    return tf.distribute.MirroredStrategy(devices)

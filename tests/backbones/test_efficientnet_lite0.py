@@ -150,3 +150,21 @@ def test_serialization_round_trip(tmp_path):
     assert isinstance(restored, EfficientNetLite0) and restored.get_config() == backbone.get_config()
     assert restored.include_top and restored.trainable_weights == []
     np.testing.assert_array_equal(restored(images).numpy(), backbone(images).numpy())
+
+
+def test_image_size_option_keeps_the_weights_and_round_trips(tmp_path):
+    images = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3)).astype("uint8")
+    small, full = EfficientNetLite0(image_size=64), EfficientNetLite0()
+    assert small.image_size == 64 and small.image_shape == (64, 64, 3) and small.feature_size == 1280
+    for a, b in zip(small.weights, full.weights):  # fully convolutional: the same weights at any size
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    features = small(images).numpy()
+    assert features.shape == (2, 1280) and np.isfinite(features).all()
+    with pytest.raises(ValueError, match=r"takes images of shape \(batch, 64, 64, 3\)"):
+        small(np.zeros((1, 224, 224, 3), "uint8"))
+    small.save(tmp_path / "lite0_64.keras")
+    restored = keras.saving.load_model(tmp_path / "lite0_64.keras")
+    assert restored.image_size == 64 and restored.get_config() == small.get_config()
+    np.testing.assert_array_equal(restored(images).numpy(), features)
+    with pytest.raises(ValueError, match="image_size"):
+        EfficientNetLite0(weights=None, image_size=16)

@@ -260,12 +260,9 @@ def test_progress_bar(backbone, tmp_path, capsys):
     assert "34/34" in out
 
 
-def test_training_with_cached_features_under_mirrored_strategy(backbone, tmp_path):
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs the 2 logical CPU devices configured in conftest.py")
+def test_training_with_cached_features_under_mirrored_strategy(backbone, tmp_path, mirrored_strategy):
     features = bank(backbone, tmp_path, augment=(WEAK, WEAK), views=2)
-    strategy = tf.distribute.MirroredStrategy([device.name for device in devices[:2]])
+    strategy = mirrored_strategy
     seen = []
     for (first, _), index in strategy.experimental_distribute_dataset(
         features.training_dataset(batch_size=4)

@@ -195,11 +195,8 @@ def test_distribution_options():
         assert data.options().deterministic
 
 
-def test_mirrored_strategy_sees_every_sample_once_per_epoch():
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs the 2 logical CPU devices configured in conftest.py")
-    strategy = tf.distribute.MirroredStrategy([device.name for device in devices[:2]])
+def test_mirrored_strategy_sees_every_sample_once_per_epoch(mirrored_strategy):
+    strategy = mirrored_strategy
     data = training_dataset(POOL, TRAIN, batch_size=6, augment=(VIEW, VIEW), seed=0)
     distributed = strategy.experimental_distribute_dataset(data)
     orders = []
@@ -261,11 +258,8 @@ def test_invalid_cache_and_channels(image_files):
         evaluation_dataset(image_files, np.arange(4), 2, channels=4)
 
 
-def test_keras_fit_under_mirrored_strategy():
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs the 2 logical CPU devices configured in conftest.py")
-    strategy = tf.distribute.MirroredStrategy([device.name for device in devices[:2]])
+def test_keras_fit_under_mirrored_strategy(mirrored_strategy):
+    strategy = mirrored_strategy
     with strategy.scope():
         model = keras.Sequential(
             [

@@ -6,6 +6,7 @@ import pytest
 from tfhash.data import protocols as protocols_module
 from tfhash.data.image_set import ImageSet
 from tfhash.data.protocols import Protocol, Split, get_protocol, list_protocols, register_protocol
+from tfhash.data.sources import load_digits
 
 
 def shuffled(labels, partition, seed):
@@ -32,11 +33,12 @@ POOLS = {
     "flickr25k": lambda: multi_label_pool("flickr25k", 25_000, 24),
     "nuswide-21": lambda: multi_label_pool("nuswide-21", 269_648, 21),
     "nuswide-10": lambda: multi_label_pool("nuswide-10", 186_577, 10),
+    "digits": load_digits,  # the embedded demo data itself (1,797 images, 10 slightly unequal classes)
 }
 POOL_OF = {
     "cifar10-i": "cifar10", "cifar10-ii": "cifar10", "cifar10-cib": "cifar10", "cifar10-dsah": "cifar10",
     "cifar10-hashgan": "cifar10", "mnist-hashgan": "mnist", "flickr25k": "flickr25k",
-    "flickr25k-dsah": "flickr25k", "nuswide-21": "nuswide-21", "nuswide-10": "nuswide-10",
+    "flickr25k-dsah": "flickr25k", "nuswide-21": "nuswide-21", "nuswide-10": "nuswide-10", "digits": "digits",
 }
 # (query, train, database, top_k, train is the whole database) as the papers state them.
 EXPECTED = {
@@ -50,6 +52,7 @@ EXPECTED = {
     "flickr25k-dsah": (1_000, 10_000, 24_000, 5000, False),
     "nuswide-21": (2_100, 10_500, 267_548, 5000, False),
     "nuswide-10": (5_000, 10_500, 181_577, None, False),
+    "digits": (300, 1_497, 1_497, None, True),
 }
 
 
@@ -201,3 +204,11 @@ def test_bad_pools_and_seeds_are_clear_errors(pools):
         get_protocol("cifar10-i").split(small)
     with pytest.raises(ValueError, match="draws 10000 training images from the database .* only 3000"):
         get_protocol("flickr25k").split(multi_label_pool("tiny", 4000, 24))
+
+
+def test_digits_demo_protocol_on_the_embedded_data():
+    pool = load_digits()
+    split = get_protocol("digits").split(pool, seed=0)
+    assert np.bincount(pool.labels[split.query]).tolist() == [30] * 10
+    assert np.array_equal(split.train, split.database) and split.metric == "mAP@all"
+    assert not np.array_equal(get_protocol("digits").split(pool, seed=1).query, split.query)

@@ -142,11 +142,8 @@ def test_serialization_round_trip(tmp_path):
         np.testing.assert_array_equal(loaded(u, training=training), model(u, training=training))
 
 
-def test_mirrored_strategy_ranks_per_replica_and_scales_the_pull_term():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
-    if len(devices) < 2:
-        pytest.skip("needs 2 logical CPU devices; tests/conftest.py configures them before TF initialises")
-    strategy = tf.distribute.MirroredStrategy(devices)
+def test_mirrored_strategy_ranks_per_replica_and_scales_the_pull_term(mirrored_strategy):
+    strategy = mirrored_strategy
     replicas, n, k, gamma = 2, 5, 3, 6.0
     rng = np.random.default_rng(7)
     # Replica 0's rows all exceed replica 1's: a global ranking would give replica 0 every +1.

@@ -17,16 +17,6 @@ def features():
     return np.random.default_rng(0).normal(size=(N, D)).astype("float32")
 
 
-@pytest.fixture(scope="module")
-def mirrored():
-    # One strategy for the module: several MirroredStrategy objects in one process can clash in their
-    # collective-op instance keys.
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
-    if len(devices) < 2:
-        pytest.skip("needs 2 logical CPU devices; tests/conftest.py configures them before TF initialises")
-    return tf.distribute.MirroredStrategy(devices)
-
-
 def indexed(features, batch_size=16):
     return tf.data.Dataset.from_tensor_slices((features, np.arange(len(features)))).batch(batch_size)
 
@@ -151,8 +141,8 @@ def test_bad_arguments_name_themselves(kwargs, name):
         GreedyHasher(**kwargs)
 
 
-def test_mirrored_strategy_fit(features, mirrored):
-    with mirrored.scope():
+def test_mirrored_strategy_fit(features, mirrored_strategy):
+    with mirrored_strategy.scope():
         model = with_hqt(BiHalfHasher, features)
         model.compile(optimizer=keras.optimizers.SGD(1e-2))
     data = indexed(features, batch_size=16)
@@ -161,14 +151,33 @@ def test_mirrored_strategy_fit(features, mirrored):
     assert model.predict(features, verbose=0).shape == (N, K)
 
 
-def test_mirrored_loss_scaling_matches_single_device(features, mirrored):
+def test_mirrored_loss_scaling_matches_single_device(features, mirrored_strategy):
     # The HQT term is a mean over rows, so one SGD step on the global batch split over 2 replicas must equal
     # the single-device step (a check of the base's 1/replicas scaling); alpha = 1 leaves only that term.
     kernels = []
-    for strategy in (tf.distribute.get_strategy(), mirrored):
+    for strategy in (tf.distribute.get_strategy(), mirrored_strategy):
         with strategy.scope():
             model = with_hqt(GreedyHasher, features, alpha=1.0)
             model.compile(optimizer=keras.optimizers.SGD(1.0))
         model.fit(indexed(features[:16], batch_size=16), epochs=1, verbose=0, shuffle=False)
         kernels.append(model.head.kernel.numpy())
     np.testing.assert_allclose(kernels[1], kernels[0], rtol=1e-5, atol=1e-6)
+
+
+def test_with_backbone_encodes_images_as_the_head_encodes_their_features():
+    backbone = backbones.get("small_cnn", trainable=False, image_size=28, channels=1)
+    images = np.random.default_rng(2).integers(0, 256, size=(16, 28, 28, 1), dtype=np.uint8)
+    features = backbone(images).numpy()
+    head_only = BiHalfHasher(K, feature_size=backbone.feature_size, hqt=HQTRegularizer(16), seed=0)
+    head_only.hqt.assign(np.zeros((16, K)))
+    head_only.compile(optimizer="adam")
+    head_only.fit(tf.data.Dataset.from_tensor_slices((features, np.arange(16))).batch(8), epochs=1, verbose=0)
+    image_model = head_only.with_backbone(backbone)
+    assert image_model.hqt is None and image_model.backbone is backbone
+    np.testing.assert_array_equal(image_model.predict(images, verbose=0), head_only.predict(features, verbose=0))
+    image_model.head.kernel.assign(image_model.head.kernel * 0)  # a copy: the trained model is untouched
+    assert np.any(head_only.head.kernel.numpy())
+    with pytest.raises(ValueError, match="already has a backbone"):
+        image_model.with_backbone(backbone)
+    with pytest.raises(ValueError, match="feature_size"):
+        BiHalfHasher(K, feature_size=3).with_backbone(backbone)

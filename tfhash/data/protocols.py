@@ -363,6 +363,14 @@ for _protocol in (
         description="5,000 queries drawn uniformly, the rest is the database, "
                     "10,500 training images drawn from it; mAP@all.",
     ),
+    Protocol(
+        "digits", query_per_class=30, top_k=None,
+        sizes={"query": 300, "train": 1_497, "database": 1_497},
+        pool="scikit-learn's 8x8 digits, 1,797 images (tfhash.data.sources.load_digits, embedded)",
+        paper="tfhash's offline demo (the recipes' `--preset demo`); not from a paper",
+        description="30 queries per class, the other 1,497 images are both the training set and the "
+                    "database; mAP@all.",
+    ),
 ):
     register_protocol(_protocol)
 del _protocol

@@ -169,6 +169,41 @@ class Hasher(keras.Model):
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
+    def with_backbone(self, backbone):
+        """The same hasher for images: ``backbone`` in front of a copy of this head-only model's trained layers.
+
+        A hasher trained on cached features (a `FeatureBank` of a frozen backbone) takes features; put the
+        backbone back in front to encode or export images. The copy shares no variables with this model; its
+        own weights (head, binarizer and per-sample state) are copied. The HQT regulariser is left out: its
+        pseudo bits are training state, not part of an encoder.
+
+        Example:
+
+        >>> image_model = model.with_backbone(tfhash.backbones.get("efficientnet_lite0"))
+        >>> image_model.export("saved_models/cibhash_64")        # takes uint8 images
+        """
+        if self.backbone is not None:
+            raise ValueError(f"{self.name} already has a backbone ({self.backbone.name}).")
+        if not isinstance(backbone, keras.Model) or getattr(backbone, "feature_size", None) != self.feature_size:
+            raise ValueError(
+                f"`backbone` must be a tfhash backbone with feature_size={self.feature_size} (the features this "
+                f"model was trained on), got {backbone!r}."
+            )
+        excluded = ("backbone", "feature_size", "hqt", "name", "trainable", "dtype")
+        config = {key: value for key, value in self.get_config().items() if key not in excluded}
+        image_model = type(self)(**config, backbone=backbone)
+        # Match variables by their path below the model (the two models' names differ).
+        trained = {variable.path.split("/", 1)[-1]: variable for variable in self.weights}
+        backbone_variables = {id(variable) for variable in backbone.weights}
+        for variable in image_model.weights:
+            if id(variable) in backbone_variables:
+                continue
+            source = trained.get(variable.path.split("/", 1)[-1])
+            if source is None or tuple(source.shape) != tuple(variable.shape):
+                raise ValueError(f"No trained weight of {self.name} matches {variable.path}.")
+            variable.assign(source)
+        return image_model
+
     # --- saving -------------------------------------------------------------------------------------------
 
     def get_config(self):

@@ -1,0 +1,294 @@
+"""The recipes (python -m tfhash.recipes.<name>): configuration files, flags, a smoke run of each demo preset.
+
+The smoke runs shrink the demo (8 bits, one epoch, 32 px images, at most 200 images per split) and share one
+feature-bank directory for the whole session, so each augmentation's features are extracted once.
+"""
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfhash
+from tfhash.data import evaluation_dataset, get_protocol
+from tfhash.metrics import mean_average_precision
+from tfhash.recipes import runner
+
+SMOKE = "--preset demo --bits 8 --epochs 1 --image-size 32 --limit 200 --verbose 0".split()
+RESULT_KEYS = {"bits", "epochs", "map", "map_stable", "precision_at", "precision_radius_2", "history",
+               "pr_curve_by_radius", "fisher_score", "entropy_ratio", "correlation_ratio", "config",
+               "train_seconds"}
+
+
+@pytest.fixture(scope="session")
+def bank_dir(tmp_path_factory):
+    """One feature-bank cache for every smoke run of the session."""
+    return str(tmp_path_factory.mktemp("feature_bank"))
+
+
+def recipe_module(name):
+    return __import__(f"tfhash.recipes.{name}", fromlist=["main"])
+
+
+def check_outputs(output, record, recipe, bits=8):
+    written = json.loads((output / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(record))
+    assert written["recipe"] == f"tfhash.recipes.{recipe}" and written["preset"] == "demo"
+    assert written["complete"]
+    assert written["seed"] == 0 and written["dataset"] == "digits"
+    assert written["protocol"]["name"] == "digits" and written["protocol"]["metric"] == "mAP@all"
+    assert written["protocol"]["sizes"] == {"query": 200, "train": 200, "database": 200}
+    assert set(written["versions"]) >= {"tfhash", "tensorflow", "keras", "numpy", "python"}
+    assert written["wall_seconds"] > 0 and written["config"]["method"] == runner.RECIPES[recipe][0]
+    (row,) = written["results"]
+    assert RESULT_KEYS <= set(row) and row["bits"] == bits and row["epochs"] == 1
+    assert 0 < row["map"] <= 1 and 0 < row["map_stable"] <= 1 and set(row["precision_at"]) == {"100"}
+    assert len(row["pr_curve_by_radius"]["precision"]) == bits + 1 and len(row["history"]["loss"]) == 1
+    if runner.RECIPES[recipe][1]:
+        assert "hqt_loss" in row["history"] and written["config"]["hqt"]["alpha"] == 0.5
+    assert (output / "pr_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p.name for p in output.iterdir() if p.name.startswith(".")]  # no temporary file left
+    return row
+
+
+@pytest.mark.parametrize("recipe", ["greedyhash", "cibhash", "cimon", "hqt_bihalf", "hqt_cibhash"])
+def test_demo_smoke_run_writes_valid_outputs(recipe, tmp_path, bank_dir):
+    output = tmp_path / "run"
+    flags = [*SMOKE, "--output", str(output), "--bank-dir", bank_dir, "--export", "features"]
+    record = recipe_module(recipe).main([*flags, "--saved-models", "none"])
+    row = check_outputs(output, record, recipe)
+    loaded = tf.saved_model.load(row["saved_model"])  # the hash head: features in
+    out = loaded.signatures["encode_features"](features=tf.zeros((3, 1280)))
+    assert out["codes"].shape == (3, 8) and out["packed"].shape == (3, 1) and out["packed"].dtype == tf.uint8
+
+
+def test_bihalf_demo_exports_image_models_that_reproduce_the_evaluated_codes(tmp_path, bank_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo's default copies go to ./saved_models
+    record = recipe_module("bihalf").main([*SMOKE, "--output", "run", "--bank-dir", bank_dir])
+    row = check_outputs(tmp_path / "run", record, "bihalf")
+    assert row["saved_model_copy"] == str(tmp_path / "saved_models" / "bihalf_demo_8bits")
+    # The SavedModel takes images (backbone included): encoding the split's images again gives the same mAP.
+    pool = runner.load_pool("digits")
+    parts = runner.limit_split(get_protocol("digits").split(pool, seed=0), 200, seed=0)
+    for path in (row["saved_model"], row["saved_model_copy"]):
+        encoder = tfhash.load_encoder(path)
+        assert encoder.image_shape == (32, 32, 3) and encoder.num_bits == 8
+        query, database = (encoder.encode(evaluation_dataset(pool, parts[part], 64, image_size=32))
+                           for part in ("query", "database"))
+        labels = [pool.labels[parts[part]] for part in ("query", "database")]
+        value = mean_average_precision(query, database, *labels)
+        assert float(value) == pytest.approx(row["map"], abs=1e-3)
+
+
+def test_fine_tuned_paper_path_with_hqt_runs_end_to_end(tmp_path, bank_dir):
+    # The CIMON paper preset trains the backbone on images; here on digits, with a small EfficientNet input.
+    flags = "--dataset digits --backbone efficientnet_lite0 --image-size 32 --bits 4 8 --epochs 1 --limit 96"
+    flags += " --batch-size 24 --verbose 0"
+    flags += f" --output {tmp_path} --bank-dir {bank_dir}"
+    record = recipe_module("hqt_cimon").main(flags.split())
+    assert record["preset"] == "paper" and record["config"]["fine_tune"]
+    assert record["protocol"]["name"] == "digits"
+    for row, bits in zip(record["results"], (4, 8)):
+        assert row["bits"] == bits and row["reported_map"] is None  # the paper's figures are CIFAR-10(I)'s
+        assert 0 < row["map"] <= 1 and "hqt_loss" in row["history"] and "similarity" in row["history"]
+        encoder = tfhash.load_encoder(row["saved_model"])  # the fine-tuned backbone is part of the model
+        assert encoder.image_shape == (32, 32, 3) and encoder.num_bits == bits
+
+
+def test_rerun_into_the_same_folder_replaces_results_atomically(tmp_path):
+    runner.write_json(tmp_path / "metrics.json", {"run": 1})
+    with pytest.raises(ValueError):  # NaN is refused (strict JSON): the write fails before replacing
+        runner.write_json(tmp_path / "metrics.json", {"run": 2, "value": float("nan")})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"run": 1}
+    runner.write_json(tmp_path / "metrics.json", {"run": 3})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"run": 3}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+# --- configuration files ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe", list(runner.RECIPES))
+def test_every_config_loads_and_its_values_fit_the_library(recipe):
+    config = runner.load_config(recipe, recipe=recipe)
+    assert config["path"].endswith(f"{recipe}.toml")
+    cls = getattr(tfhash.models, runner.METHODS[config["method"]])
+    parameters = inspect.signature(cls).parameters
+    for preset in runner.PRESETS:
+        settings = runner.resolve(config, preset)
+        assert set(settings["model"]) <= set(parameters), settings["model"]
+        get_protocol(settings["protocol"])
+        assert settings["backbone"] in runner.BACKBONES and settings["dataset"] in runner.DATASETS
+        assert set(settings["augment"]) <= set(runner.AUGMENTATIONS)
+        assert set(settings["reported_map"]) <= {str(b) for b in settings["bits"]}
+        optimizer = runner.build_optimizer(settings, steps_per_epoch=10)
+        assert isinstance(optimizer, keras.optimizers.Optimizer)
+        assert (settings["hqt"] is not None) == runner.RECIPES[recipe][1]
+    paper, demo = runner.resolve(config, "paper"), runner.resolve(config, "demo")
+    assert paper["dataset"] == "cifar10" and paper["backbone"] == "vgg16" and paper["bits"] == [16, 32, 64]
+    assert demo["dataset"] == "digits" and demo["backbone"] == "efficientnet_lite0" and not demo["fine_tune"]
+    if runner.RECIPES[recipe][1]:
+        hqt = paper["hqt"]
+        assert hqt["alpha"] == 0.5 and hqt["depth_range"] == [3, 5] and hqt["shared_tree"]
+        assert paper["protocol"] == "cifar10-i"
+
+
+def test_per_code_length_overrides_and_flags():
+    greedy, cib = runner.load_config("greedyhash"), runner.load_config("cibhash")
+    assert [runner.resolve(greedy, "paper", bits=b)["epochs"] for b in (16, 32, 64)] == [300, 60, 60]
+    assert [runner.resolve(cib, "paper", bits=b)["epochs"] for b in (16, 32)] == [80, 60]
+    assert runner.resolve(greedy, "demo", bits=16)["epochs"] == 30  # a preset's overrides are its own
+    assert runner.resolve(greedy, "paper", {"epochs": 2}, bits=16)["epochs"] == 2  # a flag wins over by_bits
+    # Bi-half's code: lr × 0.1 at epochs 120 and 240 of 300, here with 5 steps per epoch.
+    settings = runner.resolve(runner.load_config("bihalf"), "paper")
+    optimizer = runner.build_optimizer(settings, steps_per_epoch=5)
+    config = optimizer.get_config()
+    schedule = config["learning_rate"]["config"]
+    assert schedule["boundaries"] == [600, 1200] and schedule["values"] == pytest.approx([1e-4, 1e-5, 1e-6])
+    assert config["momentum"] == 0.9 and config["weight_decay"] == 5e-4
+
+
+def test_changing_dataset_or_backbone_resets_what_depends_on_it():
+    config = runner.load_config("hqt_bihalf")
+    parser = runner.build_parser("hqt_bihalf")
+    args = parser.parse_args(["--dataset", "digits"])
+    settings = runner.resolve(config, "paper", runner._overrides(args, config["paper"]))
+    assert settings["protocol"] == "digits" and settings["reported_map"] == {}
+    args = parser.parse_args(["--preset", "demo", "--backbone", "vgg16"])
+    assert runner.resolve(config, "demo", runner._overrides(args, config["demo"]))["image_size"] is None
+    args = parser.parse_args(["--protocol", "cifar10_ii"])  # the paper's protocol by an alias: figures kept
+    assert runner.resolve(config, "paper", runner._overrides(args, config["paper"]))["reported_map"]
+
+
+def test_preset_tables_merge_over_the_shared_ones(tmp_path):
+    path = tmp_path / "custom.toml"
+    path.write_text(
+        'method = "cibhash"\n[model]\nhidden_units = 512\ntemperature = 0.3\n'
+        '[paper]\ndataset = "digits"\nprotocol = "digits"\nbackbone = "efficientnet_lite0"\nbits = [8]\n'
+        'epochs = 1\nbatch_size = 8\noptimizer = { class_name = "Adam", learning_rate = 1e-3 }\n'
+        "[paper.model]\ntemperature = 0.5\n[paper.by_bits.8]\nbatch_size = 16\n"
+        '[demo]\ndataset = "digits"\nprotocol = "digits"\nbackbone = "efficientnet_lite0"\nbits = [8]\n'
+        'epochs = 1\nbatch_size = 8\noptimizer = { class_name = "Adam" }\n'
+    )
+    config = runner.load_config(str(path), recipe="cibhash")
+    paper = runner.resolve(config, "paper", bits=8)
+    assert paper["model"] == {"hidden_units": 512, "temperature": 0.5} and paper["batch_size"] == 16
+    assert runner.resolve(config, "demo")["model"] == {"hidden_units": 512, "temperature": 0.3}
+    assert paper["export"] == "images" and paper["augment"] == [] and "by_bits" not in paper  # defaults
+    with pytest.raises(runner.RecipeError, match=r"'cibhash' without HQT; recipe 'hqt_cibhash' runs"):
+        runner.load_config(str(path), recipe="hqt_cibhash")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('method = "bihalf"\nepoch = 3\n', r"unknown top-level keys \['epoch'\]"),
+        ('method = "lsh"\n', r"`method` must be one of"),
+        ('method = "bihalf"\n[paper]\ndataset = "digits"\n', r"\[paper\]: required keys \['protocol'"),
+        ('method = "bihalf"\n[paper]\nepochs = [\n', r"is not valid TOML"),
+    ],
+)
+def test_bad_configuration_files_are_clear_errors(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(runner.RecipeError, match=message):
+        runner.load_config(str(path))
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("batch_size = 32", "batchsize = 32", r"\[paper\]: unknown keys \['batchsize'\]"),
+        ("augment = []", 'augment = ["flip"]', r"\[paper\]: `augment` must list at most two of cibhash_view"),
+        ('backbone = "vgg16"', 'backbone = "resnet50"', r"\[paper\]: `backbone` must be one of vgg16"),
+        ('protocol = "cifar10-ii"', 'protocol = "cifar-100"', r"\[paper\]: `protocol`: Unknown protocol"),
+        ("\n[demo]", "\n[paper.by_bits.16]\nepoch = 3\n[demo]", r"\[paper.by_bits.16\]: unknown keys"),
+    ],
+)
+def test_mistakes_inside_a_preset_name_the_key(tmp_path, old, new, message):
+    text = runner.config_path("bihalf").read_text()
+    assert old in text
+    path = tmp_path / "mistake.toml"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(runner.RecipeError, match=message):
+        runner.load_config(str(path))
+
+
+def test_configs_are_found_in_the_checkout_and_in_an_installed_package():
+    directories = runner.config_directories()
+    assert directories[0].parts[-2:] == ("recipes", "configs")  # where setup.py puts them in a wheel
+    assert any((d / "bihalf.toml").is_file() for d in directories)
+
+
+# --- command line -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--bits", "0"], "--bits must be positive"),
+        (["--bits", "16", "16"], "--bits lists a code length twice"),
+        (["--epochs", "-1"], "--epochs must be positive"),
+        (["--preset", "fast"], "argument --preset: invalid choice"),
+        (["--backbone", "resnet50"], "argument --backbone: invalid choice"),
+        (["--protocol", "cifar-100"], "--protocol: Unknown protocol 'cifar-100'"),
+        (["--seed", "-3"], "--seed must be a non-negative integer"),
+        (["--config", "/nonexistent.toml"], "--config: no file"),
+    ],
+)
+def test_bad_flags_exit_with_a_message_naming_the_flag(flags, message, capsys):
+    with pytest.raises(SystemExit) as raised:
+        recipe_module("bihalf").main(flags)
+    assert raised.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_batch_larger_than_the_training_set_is_refused_before_training(tmp_path, bank_dir, capsys):
+    with pytest.raises(SystemExit) as raised:
+        recipe_module("greedyhash").main([*SMOKE, "--limit", "20", "--output", str(tmp_path / "run")])
+    assert raised.value.code == 2 and "exceeds the 20 training images" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_paper_preset_stops_before_training_when_weights_and_data_are_missing(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("no network")  # what keras.utils.get_file raises when a download fails
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # an empty Keras cache
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(runner.RecipeError) as raised:
+        recipe_module("bihalf").main(["--data-dir", str(tmp_path / "empty"), "--output", str(tmp_path / "o")])
+    message = str(raised.value)
+    weights = os.path.join(str(tmp_path / "keras"), "models", "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
+    assert message.startswith("Nothing was trained") and weights in message
+    assert "--backbone efficientnet_lite0" in message and "--preset demo" in message
+    assert "CIFAR-10 not found" in message and "--data-dir" in message
+    assert not (tmp_path / "o").exists()
+
+
+def test_module_entry_point_prints_help():
+    command = [sys.executable, "-m", "tfhash.recipes.greedyhash", "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--preset {paper,demo}" in result.stdout
+    assert "GreedyHash (Su et al., NeurIPS 2018)" in result.stdout
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_paper_preset_on_cifar10_starts_with_efficientnet(shared_data, tmp_path, bank_dir):
+    # The paper's protocol and hyper-parameters on a tiny seeded subset of CIFAR-10, one epoch.
+    flags = f"--backbone efficientnet_lite0 --data-dir {shared_data} --bits 16 --epochs 1 --limit 64"
+    record = recipe_module("bihalf").main([*flags.split(), "--verbose", "0", "--output", str(tmp_path),
+                                           "--bank-dir", bank_dir])
+    (row,) = record["results"]
+    assert record["protocol"]["name"] == "cifar10-ii" and record["protocol"]["limit"] == 64
+    assert record["config"]["optimizer"]["class_name"] == "SGD"
+    assert record["config"]["reported_map"]["16"] == 0.561
+    assert row["reported_map"] is None  # a subset: not the paper's figures
+    assert np.isfinite(row["map"]) and (tmp_path / "saved_model_16bits").is_dir()
