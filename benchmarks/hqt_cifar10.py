@@ -12,6 +12,12 @@ under ``--bank-dir``; the first run extracts them (about 110,000 backbone calls:
 
     python benchmarks/hqt_cifar10.py --extract-only   # fill the feature-bank cache
     python benchmarks/hqt_cifar10.py                  # train and evaluate everything, write the JSON
+    # the runs recorded in benchmarks/README.md (train seeds 0 and 1; trees on view 0, then on clean features):
+    python benchmarks/hqt_cifar10.py --epochs-scale 0.5 --train-seed 1 --output runs/hqt_seed1.json
+    python benchmarks/hqt_cifar10.py --epochs-scale 0.5 --train-seed 1 --tree-features clean --hqt-only \
+        --output runs/hqt_seed1_clean.json
+
+A rerun with the same ``--output`` and settings keeps the finished rows and runs only the missing ones.
 """
 
 import argparse

@@ -40,6 +40,19 @@ class Hasher(keras.Model):
         hqt: None or an `HQTRegularizer`; the model builds it with ``num_bits``.
         seed: int or None, seed of the head's initializers and of the model's random draws.
         **kwargs: standard `keras.Model` arguments (``name``, ...).
+
+    Example (any subclass; here Bi-half with the HQT regulariser on cached features):
+
+    >>> model = BiHalfHasher(64, feature_size=bank.feature_size, hqt=HQTRegularizer(num_samples=5000), seed=0)
+    >>> model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9), jit_compile=True)
+    >>> model.fit(bank.training_dataset(32, drop_remainder=True), epochs=300,
+    ...           callbacks=[HQTPseudoBits(HyperQuantizationTree(64, seed=0), bank.train[0, 0])])
+    >>> codes = model.predict(bank.evaluation_dataset("database", batch_size=1024))   # ±1
+    >>> model.with_backbone(tfhash.backbones.get("efficientnet_lite0")).export("saved_models/bihalf_64")
+
+    Reference:
+        DESIGN.md ("Sample-indexed state", "One class per method", "HQT is one implementation"); the methods'
+        papers are cited by each subclass.
     """
 
     #: names of the terms `self_loss` returns besides the total (one tracker each); set by subclasses.
