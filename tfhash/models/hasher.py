@@ -89,7 +89,7 @@ class Hasher(keras.Model):
         ``loss`` is the scalar L_self; ``terms`` a dict of the named parts listed in ``loss_terms``;
         ``codes`` a list of the training codes of each view (the logits of the HQT regulariser).
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement self_loss (the method's own loss).")
 
     def initializer(self, offset=0):
         """A Glorot-uniform kernel initializer seeded from the model's seed (``offset`` tells layers apart)."""
