@@ -36,7 +36,7 @@ POOLS = {
     "digits": load_digits,  # the embedded demo data itself (1,797 images, 10 slightly unequal classes)
 }
 POOL_OF = {
-    "cifar10-i": "cifar10", "cifar10-ii": "cifar10", "cifar10-cib": "cifar10", "cifar10-dsah": "cifar10",
+    "cifar10-i": "cifar10", "cifar10-ii": "cifar10", "cifar10-bihalf-i": "cifar10", "cifar10-cib": "cifar10", "cifar10-dsah": "cifar10",
     "cifar10-hashgan": "cifar10", "mnist-hashgan": "mnist", "flickr25k": "flickr25k",
     "flickr25k-dsah": "flickr25k", "nuswide-21": "nuswide-21", "nuswide-10": "nuswide-10", "digits": "digits",
 }
@@ -44,6 +44,7 @@ POOL_OF = {
 EXPECTED = {
     "cifar10-i": (10_000, 5_000, 50_000, None, False),
     "cifar10-ii": (10_000, 50_000, 50_000, 1000, True),
+    "cifar10-bihalf-i": (10_000, 50_000, 50_000, 1000, True),
     "cifar10-cib": (10_000, 5_000, 50_000, 1000, False),
     "cifar10-dsah": (1_000, 10_000, 59_000, 5000, False),
     "mnist-hashgan": (1_000, 69_000, 69_000, None, True),
@@ -130,7 +131,7 @@ def test_known_first_draw_is_stable_across_versions():
 
 @pytest.mark.parametrize("alias, name", [
     ("cifar10_ii", "cifar10-i"), ("Cifar10_II", "cifar10-i"), ("cimon-cifar10", "cifar10-i"),
-    ("cifar10_i", "cifar10-ii"), ("greedyhash-cifar10", "cifar10-ii"), (" CIFAR10-II ", "cifar10-ii"),
+    ("cifar10_i", "cifar10-bihalf-i"), ("bihalf-cifar10-i", "cifar10-bihalf-i"), ("greedyhash-cifar10", "cifar10-ii"), (" CIFAR10-II ", "cifar10-ii"),
     ("cibhash-cifar10", "cifar10-cib"), ("dsah-cifar10", "cifar10-dsah"), ("hashgan-mnist", "mnist-hashgan"),
     ("hashgan-cifar10", "cifar10-hashgan"), ("mirflickr25k", "flickr25k"),
     ("dsah-flickr25k", "flickr25k-dsah"),

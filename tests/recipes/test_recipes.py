@@ -207,7 +207,7 @@ def test_bad_configuration_files_are_clear_errors(tmp_path, text, message):
         ("batch_size = 32", "batchsize = 32", r"\[paper\]: unknown keys \['batchsize'\]"),
         ("augment = []", 'augment = ["flip"]', r"\[paper\]: `augment` must list at most two of cibhash_view"),
         ('backbone = "vgg16"', 'backbone = "resnet50"', r"\[paper\]: `backbone` must be one of vgg16"),
-        ('protocol = "cifar10-ii"', 'protocol = "cifar-100"', r"\[paper\]: `protocol`: Unknown protocol"),
+        ('protocol = "cifar10-bihalf-i"', 'protocol = "cifar-100"', r"\[paper\]: `protocol`: Unknown protocol"),
         ("\n[demo]", "\n[paper.by_bits.16]\nepoch = 3\n[demo]", r"\[paper.by_bits.16\]: unknown keys"),
     ],
 )
@@ -287,7 +287,7 @@ def test_paper_preset_on_cifar10_starts_with_efficientnet(shared_data, tmp_path,
     record = recipe_module("bihalf").main([*flags.split(), "--verbose", "0", "--output", str(tmp_path),
                                            "--bank-dir", bank_dir])
     (row,) = record["results"]
-    assert record["protocol"]["name"] == "cifar10-ii" and record["protocol"]["limit"] == 64
+    assert record["protocol"]["name"] == "cifar10-bihalf-i" and record["protocol"]["limit"] == 64
     assert record["config"]["optimizer"]["class_name"] == "SGD"
     assert record["config"]["reported_map"]["16"] == 0.561
     assert row["reported_map"] is None  # a subset: not the paper's figures

@@ -283,12 +283,21 @@ for _protocol in (
     ),
     Protocol(
         "cifar10-ii", query_partition="test", top_k=1000,
-        aliases=("cifar10_i", "bihalf-cifar10-i", "hqt-cifar10-ii", "greedyhash-cifar10"),
+        aliases=("hqt-cifar10-ii", "greedyhash-cifar10"),
         sizes={"query": 10_000, "train": 50_000, "database": 50_000},
         pool="CIFAR-10, all 60,000 images with partition train / test",
-        paper=f"{_HQT} CIFAR-10(II); Bi-half (AAAI 2021) Cifar-10(I); GreedyHash (Su et al., NeurIPS 2018)",
+        paper=f"{_HQT} CIFAR-10(II); GreedyHash (Su et al., NeurIPS 2018)",
         description="The 10,000 test images are the queries; the 50,000 training images are both the "
                     "training set and the database; mAP@1000.",
+    ),
+    Protocol(
+        "cifar10-bihalf-i", query_per_class=1000, top_k=1000,
+        aliases=("cifar10_i", "bihalf-cifar10-i"),
+        sizes={"query": 10_000, "train": 50_000, "database": 50_000},
+        pool="CIFAR-10, all 60,000 images (train + test)",
+        paper="Bi-half (Li & van Gemert, AAAI 2021) Cifar-10(I): its released Cifar10_I.py",
+        description="1,000 queries per class from all 60,000 images; the other 50,000 are both the training "
+                    "set and the database; mAP@1000. As cifar10-ii, but the queries are not the test set.",
     ),
     Protocol(
         "cifar10-cib", query_partition="test", train_per_class=500, top_k=1000,
