@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfhash._validation import check_int
 from tfhash.layers.weight_norm_dense import (
+    _activation,
     _check_bool,
     _initialize_from_batch,
     _kernel_initializer,
@@ -51,10 +52,7 @@ class _WeightNormConvBase(keras.layers.Layer):
         if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
             raise ValueError(f"`padding` must be 'same' or 'valid', got {padding!r}.")
         self.padding = padding.lower()
-        try:
-            self.activation = keras.activations.get(activation)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"`activation` is not a Keras activation: {activation!r} ({error}).") from None
+        self.activation = _activation(activation)
         self.use_bias = _check_bool(use_bias, "use_bias")
         self.kernel_initializer, self.seed = _kernel_initializer(kernel_initializer, seed)
         self.input_spec = keras.layers.InputSpec(ndim=4)

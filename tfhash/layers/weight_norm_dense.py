@@ -17,6 +17,14 @@ def _check_bool(value, name):
     return value
 
 
+def _activation(identifier):
+    """A Keras activation from a name or callable; a ValueError naming `activation` otherwise."""
+    try:
+        return keras.activations.get(identifier)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"`activation` is not a Keras activation: {identifier!r} ({error}).") from None
+
+
 def _kernel_initializer(identifier, seed):
     """`keras.initializers.get(identifier)`, re-seeded with `seed` when one is given."""
     seed = check_int(seed, "seed", minimum=0, allow_none=True)
@@ -110,10 +118,7 @@ class WeightNormDense(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.units = check_int(units, "units", minimum=1)
-        try:
-            self.activation = keras.activations.get(activation)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"`activation` is not a Keras activation: {activation!r} ({error}).") from None
+        self.activation = _activation(activation)
         self.use_bias = _check_bool(use_bias, "use_bias")
         self.kernel_initializer, self.seed = _kernel_initializer(kernel_initializer, seed)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
