@@ -4,6 +4,11 @@ Retrieval metrics rank a database by Hamming distance to each query; see `tfhash
 relevance, AP@k and tie conventions (``ties="average"`` and ``ties="stable"``) and the memory bound.
 """
 
+from tfhash.metrics.clustering import (
+    clustering_accuracy,
+    kmeans_code_clustering,
+    normalized_mutual_information,
+)
 from tfhash.metrics.code_statistics import (
     bit_balance,
     bit_correlation,
@@ -31,13 +36,16 @@ __all__ = [
     "bit_balance",
     "bit_correlation",
     "bit_entropy",
+    "clustering_accuracy",
     "correlation_ratio",
     "distance_histograms",
     "entropy_ratio",
     "fisher_score",
     "hamming_distance",
+    "kmeans_code_clustering",
     "mean_average_precision",
     "mean_bit_correlation",
+    "normalized_mutual_information",
     "precision_at_n",
     "precision_recall_by_radius",
     "precision_recall_by_rank",
