@@ -8,7 +8,9 @@ training state such as HQT pseudo bits. Its serving signatures:
   the graph → ``{"codes": float32 ±1 (batch, K), "packed": uint8 (batch, ceil(K / 8))}``;
 - ``"encode_features"``: ``features`` float32 ``(batch, feature_size)`` → the same outputs (hash head only).
 
-A head-only model (no backbone) has the features signature only, also as ``"serving_default"``. Any batch size
+A head-only model (no backbone) has the features signature only, also as ``"serving_default"``; a `HashGAN`,
+which encodes images with its own network and has no feature input, has the images signature only. Any batch
+size
 works. The metadata (code length, feature size, image shape, bit order, model class, versions) is the JSON
 file ``assets/tfhash_encoder.json`` inside the SavedModel, so the model is usable with TensorFlow alone:
 
@@ -67,7 +69,7 @@ def export_encoder(model, filepath, verbose=True, bitorder="big", overwrite=Fals
     at worst, a ``.<name>.tmp-*`` directory beside it).
 
     Args:
-        model: a built `tfhash.models.Hasher` (any subclass).
+        model: a built `tfhash.models.Hasher` (any subclass) or `tfhash.models.HashGAN`.
         filepath: str or path-like, the SavedModel directory to write (local file system).
         verbose: bool, print where the model went and its signatures.
         bitorder: ``"big"`` (numpy.packbits' default) or ``"little"`` (faiss), the layout of the packed codes
@@ -91,14 +93,7 @@ def export_encoder(model, filepath, verbose=True, bitorder="big", overwrite=Fals
     >>> encoder = tfhash.load_encoder("saved_models/bi_half_16")
     >>> encoder.encode_features(features, packed=True)             # uint8 (n, 2)
     """
-    from tfhash.models.hasher import Hasher  # not at the top: Hasher.export imports this module
-
-    if not isinstance(model, Hasher):
-        raise ValueError(
-            f"`model` must be a tfhash.models.Hasher (e.g. BiHalfHasher), got {type(model).__name__}."
-        )
-    if not model.built or getattr(model, "head", None) is None:
-        raise ValueError(f"`model` ({type(model).__name__}) is not built: build it before exporting it.")
+    _check_model(model)
     if bitorder not in ("big", "little"):
         raise ValueError(f"`bitorder` must be 'big' or 'little', got {bitorder!r}.")
     for name, value in (("verbose", verbose), ("overwrite", overwrite)):
@@ -131,29 +126,58 @@ def export_encoder(model, filepath, verbose=True, bitorder="big", overwrite=Fals
     return str(target)
 
 
+def _check_model(model):
+    """A built tfhash model that export_encoder can serve: a `Hasher` (any subclass) or a `HashGAN`."""
+    from tfhash.models import HashGAN, Hasher  # not at the top: the models' export() imports this module
+
+    if not isinstance(model, (Hasher, HashGAN)):
+        raise ValueError(
+            f"`model` must be a tfhash.models.Hasher (e.g. BiHalfHasher) or HashGAN, got "
+            f"{type(model).__name__}."
+        )
+    if not model.built or (isinstance(model, Hasher) and getattr(model, "head", None) is None):
+        raise ValueError(f"`model` ({type(model).__name__}) is not built: build it before exporting it.")
+
+
+def _image_shape(model):
+    """``(H, W, C)`` of the uint8 images the model encodes, or None for a head-only Hasher."""
+    if getattr(model, "backbone", None) is not None:
+        return tuple(int(s) for s in model.backbone.image_shape)
+    image_shape = getattr(model, "image_shape", None)  # a model without backbone that takes images (HashGAN)
+    return None if image_shape is None else tuple(int(s) for s in image_shape)
+
+
+def _feature_size(model):
+    """Width of the features the hash head takes (a Hasher), or None when the model takes images only."""
+    return None if not hasattr(model, "head") else int(model.feature_size)
+
+
 def _signatures(model, bitorder):
     """Concrete functions of the SavedModel's signatures, by signature name."""
-    features_spec = tf.TensorSpec((None, model.feature_size), tf.float32, name="features")
+    feature_size, image_shape = _feature_size(model), _image_shape(model)
+    signatures = {}
+    if image_shape is not None:
+        images_spec = tf.TensorSpec((None, *image_shape), tf.uint8, name="images")
 
-    @tf.function(input_signature=[features_spec])
-    def encode_features(features):
-        if model.backbone is None:
-            return _outputs(model.encode, features, model.num_bits, bitorder)
-        return _outputs(lambda x: _sign(model.codes(x, training=False)), features, model.num_bits, bitorder)
+        @tf.function(input_signature=[images_spec])
+        def encode_images(images):
+            return _outputs(model.encode, images, model.num_bits, bitorder)
 
-    if model.backbone is None:
-        function = encode_features.get_concrete_function()
-        return {"serving_default": function, "encode_features": function}
-    images_spec = tf.TensorSpec((None, *model.backbone.image_shape), tf.uint8, name="images")
+        signatures["serving_default"] = encode_images.get_concrete_function()
+    if feature_size is not None:
+        features_spec = tf.TensorSpec((None, feature_size), tf.float32, name="features")
 
-    @tf.function(input_signature=[images_spec])
-    def encode_images(images):
-        return _outputs(model.encode, images, model.num_bits, bitorder)
+        @tf.function(input_signature=[features_spec])
+        def encode_features(features):
+            if model.backbone is None:
+                return _outputs(model.encode, features, model.num_bits, bitorder)
+            return _outputs(
+                lambda x: _sign(model.codes(x, training=False)), features, model.num_bits, bitorder
+            )
 
-    return {
-        "serving_default": encode_images.get_concrete_function(),
-        "encode_features": encode_features.get_concrete_function(),
-    }
+        signatures["encode_features"] = encode_features.get_concrete_function()
+        signatures.setdefault("serving_default", signatures["encode_features"])
+    return signatures
 
 
 def _captured_variables(model, functions):
@@ -175,27 +199,32 @@ def _metadata(model, bitorder):
 
     import tfhash
 
-    image_shape = None if model.backbone is None else [int(s) for s in model.backbone.image_shape]
-    features = f"features float32 (None, {model.feature_size})"
+    image_shape, feature_size = _image_shape(model), _feature_size(model)
     outputs = f"-> codes float32 ±1 (None, {model.num_bits}), packed uint8 (None, {-(-model.num_bits // 8)})"
-    if image_shape is None:
-        signatures = {"serving_default": f"{features} {outputs}", "encode_features": f"{features} {outputs}"}
+    signatures = {}
+    if image_shape is not None:
+        signatures["serving_default"] = f"images uint8 (None, {', '.join(map(str, image_shape))}) {outputs}"
+    if feature_size is not None:
+        signatures["encode_features"] = f"features float32 (None, {feature_size}) {outputs}"
+        signatures.setdefault("serving_default", signatures["encode_features"])
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None:
+        preprocessing = getattr(backbone, "preprocessing", None)
+    elif hasattr(model, "pixel_range"):
+        preprocessing = f"pixels / 255 scaled to [{model.pixel_range[0]:g}, {model.pixel_range[1]:g}]"
     else:
-        signatures = {
-            "serving_default": f"images uint8 (None, {', '.join(map(str, image_shape))}) {outputs}",
-            "encode_features": f"{features} {outputs}",
-        }
+        preprocessing = None
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "num_bits": int(model.num_bits),
-        "feature_size": int(model.feature_size),
-        "image_shape": image_shape,
+        "feature_size": feature_size,
+        "image_shape": None if image_shape is None else list(image_shape),
         "bitorder": bitorder,
         "model_class": type(model).__name__,
         "model_name": model.name,
-        "backbone_class": None if model.backbone is None else type(model.backbone).__name__,
-        "preprocessing": getattr(model.backbone, "preprocessing", None),
+        "backbone_class": None if backbone is None else type(backbone).__name__,
+        "preprocessing": preprocessing,
         "signatures": signatures,
         "tfhash_version": tfhash.__version__,
         "tensorflow_version": tf.__version__,
@@ -261,7 +290,7 @@ class Encoder:
         self.saved_model = saved_model
         self.metadata = metadata
         self.num_bits = int(metadata["num_bits"])
-        self.feature_size = int(metadata["feature_size"])
+        self.feature_size = None if metadata["feature_size"] is None else int(metadata["feature_size"])
         self.image_shape = None if metadata["image_shape"] is None else tuple(metadata["image_shape"])
         self.bitorder = metadata["bitorder"]
 
@@ -315,6 +344,11 @@ class Encoder:
         Raises:
             ValueError: ``features`` of the wrong shape or dtype.
         """
+        if self.feature_size is None:
+            raise ValueError(
+                f"This encoder ({self.metadata.get('model_class')}) encodes images {self.image_shape}, not "
+                "features: use `encode`."
+            )
         return self._run("encode_features", "features", features, batch_size, packed)
 
     def _run(self, signature, argument, inputs, batch_size, packed):
@@ -344,8 +378,9 @@ class Encoder:
                 )
         else:
             expected = (None, self.feature_size)
-            if batch.dtype == bool or not (np.issubdtype(batch.dtype, np.floating)
-                                           or np.issubdtype(batch.dtype, np.integer)):
+            if batch.dtype == bool or not (
+                np.issubdtype(batch.dtype, np.floating) or np.issubdtype(batch.dtype, np.integer)
+            ):
                 raise ValueError(f"`features` must be a real (float or int) array, got dtype {batch.dtype}.")
             batch = batch.astype(np.float32, copy=False)
         if batch.ndim != len(expected) or batch.shape[1:] != expected[1:]:
@@ -363,7 +398,7 @@ def _batches(inputs, batch_size, argument):
             yield array  # refused by the shape check
             return
         for start in range(0, len(array), batch_size):
-            yield array[start:start + batch_size]
+            yield array[start : start + batch_size]
         return
     if isinstance(inputs, tf.data.Dataset):
         inputs = inputs.as_numpy_iterator()

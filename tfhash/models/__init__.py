@@ -1,6 +1,7 @@
 """Hashing models: one subclassed `keras.Model` per method on the shared `Hasher` base, and the HQT regulariser.
 
 - `BiHalfHasher` (Bi-half), `GreedyHasher` (GreedyHash), `CIBHasher` (CIBHash), `CIMONHasher` (CIMON).
+- `HashGAN`: generative adversarial hashing trained from scratch on images (its own G / D / E and step).
 - `HQTRegularizer`: the Hyper-Quantization-Tree BCE term any of them takes as ``hqt=``.
 """
 
@@ -8,7 +9,8 @@ from tfhash.models.bi_half_hasher import BiHalfHasher
 from tfhash.models.cib_hasher import CIBHasher
 from tfhash.models.cimon_hasher import CIMONHasher
 from tfhash.models.greedy_hasher import GreedyHasher
+from tfhash.models.hash_gan import HashGAN
 from tfhash.models.hasher import Hasher
 from tfhash.models.hqt_regularizer import HQTRegularizer
 
-__all__ = ["BiHalfHasher", "CIBHasher", "CIMONHasher", "GreedyHasher", "Hasher", "HQTRegularizer"]
+__all__ = ["BiHalfHasher", "CIBHasher", "CIMONHasher", "GreedyHasher", "HashGAN", "Hasher", "HQTRegularizer"]
