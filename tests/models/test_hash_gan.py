@@ -40,8 +40,13 @@ def bernoulli_entropy(p):
     return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
-def test_encoder_losses_match_numpy_on_the_models_own_outputs(images):
-    model = HashGAN(K, seed=3, min_entropy_weight=0.01, collaborative_weight=0.1)
+@pytest.mark.parametrize("sum_over_images", [True, False])
+def test_encoder_losses_match_numpy_on_the_models_own_outputs(images, sum_over_images):
+    # Eq. 3 sums the minimum-entropy and consistency terms over the images; Eq. 4 and f_k are means.
+    model = HashGAN(
+        K, seed=3, min_entropy_weight=0.01, collaborative_weight=0.1, sum_over_images=sum_over_images
+    )
+    over_images = np.sum if sum_over_images else np.mean
     real = model.preprocess(images[:BATCH])
     transformed = model.preprocess(images[BATCH : 2 * BATCH])
     generated = model.generator(tf.random.uniform((BATCH, 100 + K), seed=1), training=False)
@@ -62,9 +67,9 @@ def test_encoder_losses_match_numpy_on_the_models_own_outputs(images):
     frequency = t.mean(axis=0)
     expected = {
         "adversarial": -np.mean(np.log(sigmoid(d_real))) - np.mean(np.log(1 - sigmoid(d_fake))),
-        "min_entropy": bernoulli_entropy(t).sum(axis=1).mean(),
+        "min_entropy": over_images(bernoulli_entropy(t).sum(axis=1)),
         "uniform_frequency": -bernoulli_entropy(frequency).sum(),
-        "consistency": ((t - t_tilde) ** 2).sum(axis=1).mean(),
+        "consistency": over_images(((t - t_tilde) ** 2).sum(axis=1)),
         "independence": ((w.T @ w - np.eye(K)) ** 2).sum(),
         "collaborative": ((t_generated - bits) ** 2).sum(axis=1).mean(),
     }
@@ -278,12 +283,34 @@ def test_export_serves_the_same_codes(tmp_path, images, capsys):
         encoder.encode_features(np.zeros((2, 250), np.float32))
     # The command line encodes a .npy of gray images with it; asking for features is a clear error.
     np.save(tmp_path / "images.npy", images)
-    assert cli_main(["encode", "--model", path, "--input", str(tmp_path / "images.npy"),
-                     "--output", str(tmp_path / "codes.npy")]) == 0
+    assert (
+        cli_main(
+            [
+                "encode",
+                "--model",
+                path,
+                "--input",
+                str(tmp_path / "images.npy"),
+                "--output",
+                str(tmp_path / "codes.npy"),
+            ]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(np.load(tmp_path / "codes.npy"), model.encode(images).numpy())
     with pytest.raises(SystemExit):
-        cli_main(["encode", "--model", path, "--input", str(tmp_path / "images.npy"), "--features",
-                  "--output", str(tmp_path / "features.npy")])
+        cli_main(
+            [
+                "encode",
+                "--model",
+                path,
+                "--input",
+                str(tmp_path / "images.npy"),
+                "--features",
+                "--output",
+                str(tmp_path / "features.npy"),
+            ]
+        )
     assert "use `encode`" in capsys.readouterr().err
 
 
@@ -303,6 +330,7 @@ def test_trains_under_mirrored_strategy(mirrored_strategy, images):
         ({"min_entropy_weight": -1.0}, "min_entropy_weight"),
         ({"hash_warmup_steps": -1}, "hash_warmup_steps"),
         ({"input_noise_stddev": float("nan")}, "input_noise_stddev"),
+        ({"sum_over_images": 1}, "sum_over_images"),
         ({"consistency_transform": "noise"}, "consistency_transform"),
     ],
 )

@@ -1,9 +1,10 @@
 """HashGAN's loss terms (Ghasedi Dizaji et al., CVPR 2018, Eq. 2–5) as pure functions of a batch.
 
 ``t`` are the encoder's sigmoid outputs, ``t_ik = P(b_ik = 1 | x_i)`` in (0, 1), shape (batch, K). The paper
-writes the per-image terms of Eq. 3 and 4 as sums over the N gallery images; here they are means over the
-batch of the per-image sums over the K bits (Eq. 3's sums divided by N), so that their weights do not depend
-on the batch size. Logarithms are natural and probabilities are clipped to [eps, 1 − eps].
+writes the minimum-entropy and consistency terms of Eq. 3 as sums over the images, the ℓ2 term of Eq. 4 as an
+expectation; every function here returns a batch mean of the per-image sums over the K bits, and
+`tfhash.models.HashGAN` multiplies the two summed terms by the batch size (``sum_over_images=True``) to follow
+the paper. Logarithms are natural and probabilities are clipped to [eps, 1 − eps].
 """
 
 import tensorflow as tf

@@ -24,7 +24,10 @@ class HashGAN(keras.Model):
     1. D and E, jointly, on a batch of real images x, a transformed version x̃ of them
        (`ConsistencyTransform`) and generated images G(z):
        ``L_adv(D) + w·[λ·L_minEntropy(t) + L_uniFreq(t) + L_cons(t, t̃) + L_ind(W_E) + 0.1·L_2(E(G(z)), b′)]``
-       (Eq. 1–4), where the hash and ℓ2 terms are off (``w = 0``) for the first ``hash_warmup_steps`` steps;
+       (Eq. 1–4), where the hash and ℓ2 terms are off (``w = 0``) for the first ``hash_warmup_steps`` steps.
+       Eq. 3 sums the minimum-entropy and consistency terms over the images (Σ_i) but averages inside the
+       uniform-frequency term (f_k = 1/N Σ_i t_ik), and Eq. 4 is an expectation; with ``sum_over_images``
+       (the default) the first two are sums over the (global) batch and the others means, as written;
     2. G, on a fresh z, with feature matching ``‖mean F(x) − mean F(G(z))‖²`` (Eq. 5).
 
     The loss terms are the functions of `tfhash.losses.hashgan` (batch means, see there). Every term is a
@@ -49,6 +52,9 @@ class HashGAN(keras.Model):
         hash_warmup_steps: int >= 0, D/E steps trained with the adversarial loss alone (paper: a tenth of
             training); counted by the D/E optimizer's iterations, so a reloaded model resumes the schedule.
         input_noise_stddev: float >= 0, Gaussian noise on the D/E input during training (paper: 0.15).
+        sum_over_images: bool. True (the paper's Eq. 3): the minimum-entropy and consistency terms are sums
+            over the batch's images, so λ = 1e-3 weighs 0.1 per image at a batch of 100; False: batch means,
+            which weakens both terms by the batch size relative to the others.
         consistency_transform: a `ConsistencyTransform`, or None for the paper's: noise of σ 0.15 on MNIST,
             translations of up to 2 pixels and horizontal flips on CIFAR-10.
         seed: int or None, seed of the initializers and of every random draw of the model.
@@ -92,6 +98,7 @@ class HashGAN(keras.Model):
         collaborative_weight=0.1,
         hash_warmup_steps=0,
         input_noise_stddev=0.15,
+        sum_over_images=True,
         consistency_transform=None,
         seed=None,
         **kwargs,
@@ -114,6 +121,9 @@ class HashGAN(keras.Model):
         self.collaborative_weight = check_number(collaborative_weight, "collaborative_weight", minimum=0.0)
         self.hash_warmup_steps = check_int(hash_warmup_steps, "hash_warmup_steps", minimum=0)
         self.input_noise_stddev = check_number(input_noise_stddev, "input_noise_stddev", minimum=0.0)
+        if not isinstance(sum_over_images, bool):
+            raise ValueError(f"`sum_over_images` must be a bool, got {sum_over_images!r}.")
+        self.sum_over_images = sum_over_images
         self.seed = check_int(seed, "seed", allow_none=True)
         if consistency_transform is None:
             consistency_transform = _paper_transform(architecture, self._seed(1))
@@ -294,13 +304,18 @@ class HashGAN(keras.Model):
         discriminator_logits = self.discriminator_head(features)
         bits = tf.sigmoid(self.encoder_head(features))
         real_bits, transformed_bits, generated_bits = bits[:size], bits[size : 2 * size], bits[2 * size :]
+        images = 1.0
+        if self.sum_over_images:
+            # The global batch: under tf.distribute the replicas' gradients add up to the whole batch's sum's.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            images = tf.cast(size * replicas, tf.float32)
         terms = {
             "adversarial": losses.adversarial_loss(
                 discriminator_logits[:size], discriminator_logits[2 * size :]
             ),
-            "min_entropy": losses.min_entropy_bits_loss(real_bits),
+            "min_entropy": images * losses.min_entropy_bits_loss(real_bits),
             "uniform_frequency": losses.uniform_frequency_loss(real_bits),
-            "consistency": losses.consistent_bits_loss(real_bits, transformed_bits),
+            "consistency": images * losses.consistent_bits_loss(real_bits, transformed_bits),
             "independence": losses.independent_bits_loss(self.encoder_head.normalized_kernel()),
             "collaborative": losses.collaborative_loss(generated_bits, generator_bits),
         }
@@ -379,6 +394,7 @@ class HashGAN(keras.Model):
             "collaborative_weight": self.collaborative_weight,
             "hash_warmup_steps": self.hash_warmup_steps,
             "input_noise_stddev": self.input_noise_stddev,
+            "sum_over_images": self.sum_over_images,
             "consistency_transform": keras.saving.serialize_keras_object(self.consistency_transform),
             "seed": self.seed,
         }
