@@ -77,6 +77,8 @@ def test_both_configs_load_and_resolve_to_the_papers_settings():
         assert paper["bits"] == [16, 32, 64] and paper["runs"] == 5 and paper["warmup_fraction"] == 0.1
         assert paper["model"]["collaborative_weight"] == 0.1 and paper["model"]["input_noise_stddev"] == 0.15
         gan_runner.HashGAN(32, **paper["model"])  # every [model] key is an argument
+        demo = gan_runner.resolve(config, "demo")
+        assert demo["protocol"] == protocol and demo["dataset"] == paper["dataset"]
     mnist = gan_runner.resolve(gan_runner.load_config("hashgan_mnist"), "paper")
     assert mnist["reported"]["16"] == {"map": 91.13, "map@1000": 94.31, "precision@1000": 93.52}
     assert mnist["reported_clustering"] == {"nmi": 0.913, "accuracy": 0.965}

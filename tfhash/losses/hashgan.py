@@ -3,8 +3,9 @@
 ``t`` are the encoder's sigmoid outputs, ``t_ik = P(b_ik = 1 | x_i)`` in (0, 1), shape (batch, K). The paper
 writes the minimum-entropy and consistency terms of Eq. 3 as sums over the images, the ℓ2 term of Eq. 4 as an
 expectation; every function here returns a batch mean of the per-image sums over the K bits, and
-`tfhash.models.HashGAN` multiplies the two summed terms by the batch size (``sum_over_images=True``) to follow
-the paper. Logarithms are natural and probabilities are clipped to [eps, 1 − eps].
+`tfhash.models.HashGAN` can multiply the two summed terms by the batch size (``sum_over_images=True``, the
+literal reading; not its default, see there). Logarithms are natural and probabilities are clipped to
+[eps, 1 − eps].
 """
 
 import tensorflow as tf

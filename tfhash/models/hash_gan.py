@@ -24,10 +24,8 @@ class HashGAN(keras.Model):
     1. D and E, jointly, on a batch of real images x, a transformed version x̃ of them
        (`ConsistencyTransform`) and generated images G(z):
        ``L_adv(D) + w·[λ·L_minEntropy(t) + L_uniFreq(t) + L_cons(t, t̃) + L_ind(W_E) + 0.1·L_2(E(G(z)), b′)]``
-       (Eq. 1–4), where the hash and ℓ2 terms are off (``w = 0``) for the first ``hash_warmup_steps`` steps.
-       Eq. 3 sums the minimum-entropy and consistency terms over the images (Σ_i) but averages inside the
-       uniform-frequency term (f_k = 1/N Σ_i t_ik), and Eq. 4 is an expectation; with ``sum_over_images``
-       (the default) the first two are sums over the (global) batch and the others means, as written;
+       (Eq. 1–4), where the hash and ℓ2 terms are off (``w = 0``) for the first ``hash_warmup_steps`` steps;
+       every term is a batch mean (``sum_over_images=False``, the default; see that argument);
     2. G, on a fresh z, with feature matching ``‖mean F(x) − mean F(G(z))‖²`` (Eq. 5).
 
     The loss terms are the functions of `tfhash.losses.hashgan` (batch means, see there). Every term is a
@@ -52,9 +50,12 @@ class HashGAN(keras.Model):
         hash_warmup_steps: int >= 0, D/E steps trained with the adversarial loss alone (paper: a tenth of
             training); counted by the D/E optimizer's iterations, so a reloaded model resumes the schedule.
         input_noise_stddev: float >= 0, Gaussian noise on the D/E input during training (paper: 0.15).
-        sum_over_images: bool. True (the paper's Eq. 3): the minimum-entropy and consistency terms are sums
-            over the batch's images, so λ = 1e-3 weighs 0.1 per image at a batch of 100; False: batch means,
-            which weakens both terms by the batch size relative to the others.
+        sum_over_images: bool. Eq. 3 writes the minimum-entropy and consistency terms as sums over the images
+            (Σ_i) while the uniform-frequency term averages inside (f_k = 1/N Σ_i t_ik) and Eq. 4 is an
+            expectation. False (the default): every term is a batch mean. True: those two are sums over the
+            (global) batch, the literal reading; with it the encoder collapsed on MNIST (every output 0.5
+            within 3 epochs at a batch of 100: the 100-fold consistency term wins and the entropy's gradient
+            vanishes at 0.5), so it is not the default.
         consistency_transform: a `ConsistencyTransform`, or None for the paper's: noise of σ 0.15 on MNIST,
             translations of up to 2 pixels and horizontal flips on CIFAR-10.
         seed: int or None, seed of the initializers and of every random draw of the model.
@@ -98,7 +99,7 @@ class HashGAN(keras.Model):
         collaborative_weight=0.1,
         hash_warmup_steps=0,
         input_noise_stddev=0.15,
-        sum_over_images=True,
+        sum_over_images=False,
         consistency_transform=None,
         seed=None,
         **kwargs,

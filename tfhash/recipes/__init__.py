@@ -4,4 +4,6 @@
 - ``bihalf``, ``greedyhash``, ``cibhash``, ``cimon``, ``hqt_bihalf``, ``hqt_cibhash``, ``hqt_cimon``: each
   paper's experiment (``--preset paper``, the default) or an offline demonstration (``--preset demo``), set by
   the configuration files in the top-level ``recipes/`` folder and run by `tfhash.recipes.runner`.
+- ``hashgan_mnist``, ``hashgan_cifar10``: HashGAN trained from scratch on images, several runs averaged, with
+  clustering figures and a grid of generated images; run by `tfhash.recipes.gan_runner`.
 """
