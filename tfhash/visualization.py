@@ -11,12 +11,12 @@ numpy and Pillow only (Pillow comes with matplotlib); no TensorFlow, no display.
 
 import math
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from tfhash._atomic import write_atomically
 from tfhash._validation import check_int, check_number
 
 # Channels that Pillow writes as a PNG from a uint8 array: gray, gray + alpha, RGB, RGBA.
@@ -116,17 +116,6 @@ def image_grid(images, rows, columns=None, padding=2, pad_value=255, value_range
     return grid
 
 
-def _write_atomically(path, write):
-    """``write(temporary)`` to a hidden file beside ``path``, then `os.replace`: no half-written ``path``."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(str(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def save_image_grid(path, images, rows, columns=None, padding=2, pad_value=255, value_range=(0, 255)):
     """Writes `image_grid` of the images as a PNG file, atomically.
 
@@ -162,6 +151,5 @@ def save_image_grid(path, images, rows, columns=None, padding=2, pad_value=255, 
         )
     picture = Image.fromarray(grid[..., 0] if channels == 1 else grid)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, lambda temporary: picture.save(temporary, format="PNG"))
+    write_atomically(path, lambda temporary: picture.save(temporary, format="PNG"))
     return str(path)

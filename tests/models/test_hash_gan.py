@@ -283,34 +283,11 @@ def test_export_serves_the_same_codes(tmp_path, images, capsys):
         encoder.encode_features(np.zeros((2, 250), np.float32))
     # The command line encodes a .npy of gray images with it; asking for features is a clear error.
     np.save(tmp_path / "images.npy", images)
-    assert (
-        cli_main(
-            [
-                "encode",
-                "--model",
-                path,
-                "--input",
-                str(tmp_path / "images.npy"),
-                "--output",
-                str(tmp_path / "codes.npy"),
-            ]
-        )
-        == 0
-    )
+    encode = ["encode", "--model", path, "--input", str(tmp_path / "images.npy")]
+    assert cli_main([*encode, "--output", str(tmp_path / "codes.npy")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "codes.npy"), model.encode(images).numpy())
     with pytest.raises(SystemExit):
-        cli_main(
-            [
-                "encode",
-                "--model",
-                path,
-                "--input",
-                str(tmp_path / "images.npy"),
-                "--features",
-                "--output",
-                str(tmp_path / "features.npy"),
-            ]
-        )
+        cli_main([*encode, "--features", "--output", str(tmp_path / "features.npy")])
     assert "use `encode`" in capsys.readouterr().err
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tfhash import load_encoder
 from tfhash.recipes import gan_runner, hashgan_cifar10, hashgan_mnist
-from tfhash.recipes.runner import RecipeError
+from tfhash.recipes.runner import RecipeError, config_path
 
 
 def smoke_flags(shared_data, tmp_path, *extra):
@@ -107,7 +107,7 @@ def test_command_line_overrides():
     ],
 )
 def test_configuration_mistakes_name_the_key(tmp_path, old, new, message):
-    text = gan_runner.config_path("hashgan_mnist").read_text()
+    text = config_path("hashgan_mnist").read_text()
     assert old in text
     path = tmp_path / "bad.toml"
     path.write_text(text.replace(old, new, 1))

@@ -38,18 +38,21 @@ import tensorflow as tf
 
 from tfhash import metrics as hash_metrics
 from tfhash.callbacks import RetrievalEvaluation
-from tfhash.data import evaluation_dataset, get_protocol, training_dataset
-from tfhash.data import sources
+from tfhash.data import evaluation_dataset, get_protocol, sources, training_dataset
 from tfhash.models import HashGAN
 from tfhash.recipes.runner import (
+    REQUIRED,
     RecipeError,
     _float,
     _merge,
     _versions,
-    config_path,
+    check_presets,
+    check_run_flags,
+    check_table_keys,
     evaluate_codes,
     limit_split,
     plot_pr_curves,
+    read_config_file,
     write_json,
 )
 from tfhash.visualization import save_image_grid
@@ -61,13 +64,12 @@ DATASETS = {
     "fashion_mnist": (sources.load_fashion_mnist, 1),
     "cifar10": (sources.load_cifar10, 3),
 }
-_REQUIRED = object()
 PRESET_KEYS = {
-    "dataset": _REQUIRED,
-    "protocol": _REQUIRED,
-    "bits": _REQUIRED,
-    "epochs": _REQUIRED,
-    "batch_size": _REQUIRED,
+    "dataset": REQUIRED,
+    "protocol": REQUIRED,
+    "bits": REQUIRED,
+    "epochs": REQUIRED,
+    "batch_size": REQUIRED,
     "runs": 1,  # independent runs (seeds --seed, --seed + 1, ...), averaged
     "warmup_fraction": 0.1,  # share of the steps with the hash and l2 losses off (paper §4)
     "init_batch_size": 500,  # images of the weight-norm data-dependent initialisation
@@ -85,43 +87,17 @@ TOP_LEVEL_KEYS = {"method", "title", "reference", "model", *PRESETS}
 
 def load_config(source):
     """Reads and checks a HashGAN recipe configuration (a recipe name or a ``.toml`` path)."""
-    import tomllib
-
-    path = Path(source) if str(source).endswith(".toml") else config_path(source)
-    try:
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
-    except FileNotFoundError:
-        raise RecipeError(f"Configuration file {str(path)!r} does not exist.") from None
-    except tomllib.TOMLDecodeError as error:
-        raise RecipeError(f"Configuration file {str(path)!r} is not valid TOML: {error}.") from None
+    path, config = read_config_file(source, TOP_LEVEL_KEYS)
     where = f"configuration {str(path)!r}"
-    unknown = sorted(set(config) - TOP_LEVEL_KEYS)
-    if unknown:
-        raise RecipeError(f"{where}: unknown top-level keys {unknown}; valid: {sorted(TOP_LEVEL_KEYS)}.")
     if config.get("method") != "hashgan":
         raise RecipeError(f"{where}: `method` must be 'hashgan', got {config.get('method')!r}.")
-    for preset in PRESETS:
-        table = config.get(preset)
-        if not isinstance(table, dict):
-            raise RecipeError(f"{where}: the [{preset}] table is missing.")
-        _check_table(table, f"{where} [{preset}]")
-        for bits, overrides in table.get("by_bits", {}).items():
-            if not bits.isdigit():
-                raise RecipeError(f"{where} [{preset}.by_bits]: keys must be code lengths, got {bits!r}.")
-            _check_table(overrides, f"{where} [{preset}.by_bits.{bits}]", partial=True)
+    check_presets(config, where, PRESETS, _check_table)
     config["path"] = str(path)
     return config
 
 
 def _check_table(table, where, partial=False):
-    unknown = sorted(set(table) - set(PRESET_KEYS) - ({"by_bits"} if partial else set()))
-    if unknown or (partial and "by_bits" in table):
-        raise RecipeError(f"{where}: unknown keys {unknown or ['by_bits']}; valid: {sorted(PRESET_KEYS)}.")
-    if not partial:
-        missing = [key for key, default in PRESET_KEYS.items() if default is _REQUIRED and key not in table]
-        if missing:
-            raise RecipeError(f"{where}: required keys {missing} are missing.")
+    check_table_keys(table, where, PRESET_KEYS, partial)
     if "dataset" in table and table["dataset"] not in DATASETS:
         raise RecipeError(
             f"{where}: `dataset` must be one of {', '.join(DATASETS)}, got {table['dataset']!r}."
@@ -141,7 +117,7 @@ def _check_table(table, where, partial=False):
 def resolve(config, preset, overrides=None, bits=None):
     """One preset's settings (and one code length's): defaults, [model], [<preset>], by_bits, command line."""
     table = config[preset]
-    settings = {key: copy.deepcopy(value) for key, value in PRESET_KEYS.items() if value is not _REQUIRED}
+    settings = {key: copy.deepcopy(value) for key, value in PRESET_KEYS.items() if value is not REQUIRED}
     settings["model"] = copy.deepcopy(config.get("model", {}))
     for key, value in table.items():
         if key == "model":
@@ -232,21 +208,11 @@ def build_parser(recipe, description=None):
 def _parse(recipe, argv, description):
     parser = build_parser(recipe, description)
     args = parser.parse_args(argv)
-    for flag in ("bits", "epochs", "batch_size", "runs", "limit"):
-        value = getattr(args, flag)
-        values = value if isinstance(value, list) else [value]
-        if value is not None and any(v < 1 for v in values):
-            parser.error(f"--{flag.replace('_', '-')} must be positive integers, got {value}")
-    if args.bits is not None and len(set(args.bits)) != len(args.bits):
-        parser.error(f"--bits lists a code length twice: {args.bits}")
-    if args.seed < 0:
-        parser.error(f"--seed must be a non-negative integer, got {args.seed}")
+    check_run_flags(parser, args, ("bits", "epochs", "batch_size", "runs", "limit"))
     if args.evaluate_every is not None and args.evaluate_every < 0:
         parser.error(f"--evaluate-every must be >= 0, got {args.evaluate_every}")
     if args.min_entropy_weight is not None and not args.min_entropy_weight >= 0:
         parser.error(f"--min-entropy-weight must be >= 0, got {args.min_entropy_weight}")
-    if args.config is not None and not os.path.isfile(args.config):
-        parser.error(f"--config: no file {args.config!r}")
     return parser, args
 
 

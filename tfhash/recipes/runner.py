@@ -45,7 +45,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import sys
 import time
 import tomllib
@@ -56,6 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfhash
+from tfhash._atomic import write_atomically
 from tfhash import backbones as backbones_module
 from tfhash import metrics as hash_metrics
 from tfhash.callbacks import HQTPseudoBits, RetrievalEvaluation
@@ -96,20 +96,20 @@ BACKBONES = ("vgg16", "vgg19", "efficientnet_lite0")
 AUGMENTATIONS = ("cibhash_view", "cimon_weak_view", "cimon_strong_view")
 EXPORTS = ("images", "features", "none")
 
-# Keys of a preset table and their defaults (_REQUIRED: the table must set it).
-_REQUIRED = object()
+# Keys of a preset table and their defaults (REQUIRED: the table must set it).
+REQUIRED = object()
 PRESET_KEYS = {
-    "dataset": _REQUIRED,
-    "protocol": _REQUIRED,
-    "backbone": _REQUIRED,
+    "dataset": REQUIRED,
+    "protocol": REQUIRED,
+    "backbone": REQUIRED,
     "image_size": None,  # the backbone's own size; only efficientnet_lite0 takes another
     "fine_tune": False,  # True: train the backbone end to end on images (no feature bank)
     "augment": [],  # [], [view] or [view_a, view_b]: names of tfhash.data.augment presets
     "bank_views": 1,  # augmented views stored per training image in the feature bank
-    "bits": _REQUIRED,
-    "epochs": _REQUIRED,
-    "batch_size": _REQUIRED,
-    "optimizer": _REQUIRED,  # a Keras optimizer: {class_name = "SGD", learning_rate = ..., ...}
+    "bits": REQUIRED,
+    "epochs": REQUIRED,
+    "batch_size": REQUIRED,
+    "optimizer": REQUIRED,  # a Keras optimizer: {class_name = "SGD", learning_rate = ..., ...}
     "schedule": None,  # {every_epochs = n, factor = f}: learning rate × f every n epochs
     "evaluate_every": 0,  # mAP during training every n epochs (0: only at the end)
     "precision_at": [100, 1000],  # precision@N reported besides the protocol's own metrics
@@ -186,18 +186,8 @@ def load_config(source, recipe=None):
     >>> config["method"], sorted(config["paper"])[:3]
     ('bihalf', ['augment', 'backbone', 'bank_views'])
     """
-    path = Path(source) if str(source).endswith(".toml") else config_path(source)
-    try:
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
-    except FileNotFoundError:
-        raise RecipeError(f"Configuration file {str(path)!r} does not exist.") from None
-    except tomllib.TOMLDecodeError as error:
-        raise RecipeError(f"Configuration file {str(path)!r} is not valid TOML: {error}.") from None
+    path, config = read_config_file(source, TOP_LEVEL_KEYS)
     where = f"configuration {str(path)!r}"
-    unknown = sorted(set(config) - TOP_LEVEL_KEYS)
-    if unknown:
-        raise RecipeError(f"{where}: unknown top-level keys {unknown}; valid: {sorted(TOP_LEVEL_KEYS)}.")
     if config.get("method") not in METHODS:
         raise RecipeError(
             f"{where}: `method` must be one of {sorted(METHODS)}, got {config.get('method')!r}."
@@ -211,27 +201,62 @@ def load_config(source, recipe=None):
                 f"recipe {recipe!r} runs {method!r} {'with' if with_hqt else 'without'} HQT ([hqt] table)."
             )
     _check_hqt(config.get("hqt"), f"{where} [hqt]")
-    for preset in PRESETS:
-        table = config.get(preset)
-        if not isinstance(table, dict):
-            raise RecipeError(f"{where}: the [{preset}] table is missing.")
-        _check_preset(table, f"{where} [{preset}]")
-        for bits, overrides in table.get("by_bits", {}).items():
-            if not bits.isdigit():
-                raise RecipeError(f"{where} [{preset}.by_bits]: keys must be code lengths, got {bits!r}.")
-            _check_preset(overrides, f"{where} [{preset}.by_bits.{bits}]", partial=True)
+    check_presets(config, where, PRESETS, _check_preset)
     config["path"] = str(path)
     return config
 
 
-def _check_preset(table, where, partial=False):
-    unknown = sorted(set(table) - set(PRESET_KEYS) - ({"by_bits"} if partial else set()))
+def read_config_file(source, top_level_keys):
+    """``(path, content)`` of a recipe configuration (a recipe name or a ``.toml`` path).
+
+    Raises:
+        RecipeError: a missing or invalid file, or a top-level key not in ``top_level_keys``.
+    """
+    path = Path(source) if str(source).endswith(".toml") else config_path(source)
+    try:
+        with open(path, "rb") as handle:
+            config = tomllib.load(handle)
+    except FileNotFoundError:
+        raise RecipeError(f"Configuration file {str(path)!r} does not exist.") from None
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"Configuration file {str(path)!r} is not valid TOML: {error}.") from None
+    unknown = sorted(set(config) - set(top_level_keys))
+    if unknown:
+        raise RecipeError(
+            f"configuration {str(path)!r}: unknown top-level keys {unknown}; valid: {sorted(top_level_keys)}."
+        )
+    return path, config
+
+
+def check_presets(config, where, presets, check_table):
+    """Each preset's table, then its ``by_bits`` tables, by ``check_table(table, where, partial)``."""
+    for preset in presets:
+        table = config.get(preset)
+        if not isinstance(table, dict):
+            raise RecipeError(f"{where}: the [{preset}] table is missing.")
+        check_table(table, f"{where} [{preset}]", False)
+        for bits, overrides in table.get("by_bits", {}).items():
+            if not bits.isdigit():
+                raise RecipeError(f"{where} [{preset}.by_bits]: keys must be code lengths, got {bits!r}.")
+            check_table(overrides, f"{where} [{preset}.by_bits.{bits}]", True)
+
+
+def check_table_keys(table, where, keys, partial):
+    """Unknown keys of a preset table, and (unless ``partial``: a by_bits table) its missing required keys.
+
+    ``keys`` maps each valid key to its default, `REQUIRED` for a key the table must set.
+    """
+    unknown = sorted(set(table) - set(keys) - ({"by_bits"} if partial else set()))
     if unknown or (partial and "by_bits" in table):
-        raise RecipeError(f"{where}: unknown keys {unknown or ['by_bits']}; valid: {sorted(PRESET_KEYS)}.")
+        raise RecipeError(f"{where}: unknown keys {unknown or ['by_bits']}; valid: {sorted(keys)}.")
     if not partial:
-        missing = [key for key, default in PRESET_KEYS.items() if default is _REQUIRED and key not in table]
+        missing = [key for key, default in keys.items() if default is REQUIRED and key not in table]
         if missing:
             raise RecipeError(f"{where}: required keys {missing} are missing.")
+
+
+def _check_preset(table, where, partial=False):
+    check_table_keys(table, where, PRESET_KEYS, partial)
     if "hqt" in table:
         _check_hqt(table["hqt"], f"{where} hqt")
     for key, valid in (("dataset", DATASETS), ("backbone", BACKBONES), ("export", EXPORTS)):
@@ -289,7 +314,7 @@ def resolve(config, preset, overrides=None, bits=None):
     """
     table = config[preset]
     settings = {
-        key: copy.deepcopy(default) for key, default in PRESET_KEYS.items() if default is not _REQUIRED
+        key: copy.deepcopy(default) for key, default in PRESET_KEYS.items() if default is not REQUIRED
     }
     settings["model"] = copy.deepcopy(config.get("model", {}))
     settings["pseudo_similarity"] = copy.deepcopy(config.get("pseudo_similarity", {}))
@@ -394,7 +419,19 @@ def build_parser(recipe, description=None):
 def _parse(recipe, argv, description):
     parser = build_parser(recipe, description)
     args = parser.parse_args(argv)
-    for flag in ("bits", "epochs", "batch_size", "limit", "image_size"):
+    check_run_flags(parser, args, ("bits", "epochs", "batch_size", "limit", "image_size"))
+    if args.protocol is not None:
+        try:
+            get_protocol(args.protocol)
+        except ValueError as error:
+            parser.error(f"--protocol: {error}")
+    return parser, args
+
+
+def check_run_flags(parser, args, positive):
+    """The flags every recipe shares: ``positive`` ones (ints or lists) >= 1, --seed >= 0, distinct --bits, an
+    existing --config; a bad one exits through ``parser.error`` naming it."""
+    for flag in positive:
         value = getattr(args, flag)
         values = value if isinstance(value, list) else [value]
         if value is not None and any(v < 1 for v in values):
@@ -403,14 +440,8 @@ def _parse(recipe, argv, description):
         parser.error(f"--seed must be a non-negative integer, got {args.seed}")
     if args.bits is not None and len(set(args.bits)) != len(args.bits):
         parser.error(f"--bits lists a code length twice: {args.bits}")
-    if args.protocol is not None:
-        try:
-            get_protocol(args.protocol)
-        except ValueError as error:
-            parser.error(f"--protocol: {error}")
     if args.config is not None and not os.path.isfile(args.config):
         parser.error(f"--config: no file {args.config!r}")
-    return parser, args
 
 
 def _overrides(args, table):
@@ -623,7 +654,7 @@ def _floats(values):
 def write_json(path, record):
     """Writes ``record`` as JSON atomically: a temporary file beside ``path``, then `os.replace`."""
     text = json.dumps(record, indent=2, allow_nan=False) + "\n"
-    _write_atomically(path, lambda temporary: Path(temporary).write_text(text))
+    write_atomically(path, lambda temporary: Path(temporary).write_text(text))
 
 
 def plot_pr_curves(path, results, title):
@@ -641,23 +672,7 @@ def plot_pr_curves(path, results, title):
     axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title=title)
     axes.grid(alpha=0.3)
     axes.legend(title="Hamming radius 0..K")
-    _write_atomically(path, lambda temporary: figure.savefig(temporary, format="png"))
-
-
-def _write_atomically(path, write):
-    """``write(temporary)`` to a hidden file beside ``path``, then `os.replace`: no half-written ``path``.
-
-    Not `tempfile.mkstemp`: its 0600 mode would stay on the result; a plain new file gets the umask's mode.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(str(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png"))
 
 
 def print_table(record):
