@@ -213,7 +213,11 @@ class CIMONPseudoSimilarity:
         self._check_fitted()
         rows = self._index(rows, "rows")
         columns = rows if columns is None else self._index(columns, "columns")
-        distance = 1.0 - self.features_[rows] @ self.features_[columns].T
+        cosine = self.features_[rows] @ self.features_[columns].T
+        if columns is rows:
+            # BLAS may round (i, j) and (j, i) differently; the square S and W must be exactly symmetric.
+            cosine = (cosine + cosine.T) / 2
+        distance = 1.0 - cosine
         np.clip(distance, 0.0, 2.0, out=distance)
         distance[rows[:, None] == columns[None, :]] = 0.0  # a sample's distance to itself is exactly 0
         similar = distance <= np.float32(self.distance_threshold)
