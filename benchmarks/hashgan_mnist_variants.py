@@ -22,7 +22,7 @@ balanced, 0 when a bit is constant); the collaborative ℓ2 term (K/4 = 4 at 16 
         --output benchmarks/results/hashgan_mnist_variants.json
 
 A rerun with the same ``--output`` and settings keeps the finished variants and trains only the missing ones;
-the JSON is rewritten atomically after each variant.
+the JSON is rewritten atomically (`tfhash.recipes.runner.write_json`) after each variant.
 """
 
 import argparse
@@ -40,10 +40,10 @@ import tensorflow as tf  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 
 from tfhash import metrics  # noqa: E402
-from tfhash._atomic import write_atomically  # noqa: E402
 from tfhash.data import get_protocol, training_dataset  # noqa: E402
 from tfhash.models import HashGAN  # noqa: E402
 from tfhash.recipes import gan_runner  # noqa: E402
+from tfhash.recipes.runner import write_json  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
@@ -83,16 +83,14 @@ def evaluate(model, pool, queries, database):
     labels = pool.labels
     query_codes = model.predict(pool.samples[queries], batch_size=1000, verbose=0)
     images = pool.samples[database]
-    probabilities = np.concatenate(
-        [model(images[i : i + 1000], training=False).numpy() for i in range(0, len(images), 1000)]
-    )
-    db_codes = np.where(probabilities > 0.5, 1.0, -1.0)
     features = np.concatenate(
         [
             model.trunk(model.preprocess(images[i : i + 1000]), training=False).numpy()
             for i in range(0, len(images), 1000)
         ]
     )
+    probabilities = tf.sigmoid(model.encoder_head(features)).numpy()  # E(x), as HashGAN.call
+    db_codes = np.where(probabilities > 0.5, 1.0, -1.0)
     clustering = metrics.kmeans_code_clustering(db_codes, labels[database], seed=0)
     feature_clusters = KMeans(10, n_init=3, random_state=0).fit_predict(features)
     return {
@@ -179,16 +177,6 @@ def run_variant(name, pool, split, queries, database, args):
     }
 
 
-def save(record, path):
-    text = json.dumps(record, indent=1, ensure_ascii=False)
-
-    def write(temporary):
-        with open(temporary, "w") as file:
-            file.write(text)
-
-    write_atomically(path, write)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -224,13 +212,13 @@ def main(argv=None):
     shuffled = np.random.default_rng(123).permutation(split.train)
     queries, database = np.sort(shuffled[:1000]), np.sort(shuffled[1000:11000])
     record["pixel_references"] = pixel_references(pool, split.train, queries, database, args.bits, args.seed)
-    save(record, args.output)
+    write_json(args.output, record)
     for name in args.variants:
         if name in record["variants"]:
             continue
         print(f"{name}:", flush=True)
         record["variants"][name] = run_variant(name, pool, split, queries, database, args)
-        save(record, args.output)
+        write_json(args.output, record)
 
     for name, row in record["pixel_references"].items():
         print(f"{name}: val mAP {row['val_map']:.3f}, code NMI {row['code_nmi']:.3f}")
