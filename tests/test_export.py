@@ -6,8 +6,10 @@ padding bits, and an HQT regulariser and a built optimizer whose state must stay
 Subprocesses are slow to start, so only two are used: one with TensorFlow alone, one running the command line.
 """
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,7 +23,9 @@ import tensorflow as tf
 import tfhash
 from tfhash.__main__ import main as cli_main
 from tfhash.codes import pack_codes
+from tfhash.export import METADATA_FILE as METADATA_NAME
 from tfhash.export import export_encoder, load_encoder
+from tfhash.serving import ServingInterface
 
 ROOT = Path(__file__).resolve().parents[1]
 BITS = 21
@@ -108,6 +112,7 @@ def test_training_state_is_not_exported(image_model):
     assert len(model.variables) > len(inference) and len(model.optimizer.variables) > 0
 
 
+@pytest.mark.slow
 def test_tensorflow_alone_loads_both_models(head_only, image_model, tmp_path):
     """A process that never imports tfhash runs the signatures and reads the metadata."""
     x_features, x_images = features(9, 32), images(9)
@@ -322,6 +327,7 @@ def test_cli_errors_exit_2(head_only, image_model, image_files, tmp_path, capsys
     assert exit_info.value.code == 0 and "encode" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_subprocess(image_model, image_files, tmp_path):
     """``python -m tfhash encode`` as a user runs it: same codes as the model."""
     model, path = image_model
@@ -334,3 +340,136 @@ def test_cli_subprocess(image_model, image_files, tmp_path):
     names = (tmp_path / "codes.txt").read_text().splitlines()
     expected = pack_codes(model.encode(np.stack([decoded[name] for name in names]))).numpy()
     np.testing.assert_array_equal(np.load(tmp_path / "codes.npy"), expected)
+
+
+# --- damaged SavedModels: one clear error naming the path (issue 12 item 8) ----------------------------------
+
+
+def _truncate_data(path):
+    data = path / "variables" / "variables.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+def _empty_index(path):
+    (path / "variables" / "variables.index").write_bytes(b"")
+
+
+def _flip_bytes(path):
+    data = path / "variables" / "variables.data-00000-of-00001"
+    content = bytearray(data.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    data.write_bytes(bytes(content))
+
+
+def _remove_variables(path):
+    import shutil
+
+    shutil.rmtree(path / "variables")
+
+
+def _empty_graph(path):
+    (path / "saved_model.pb").write_bytes(b"")
+
+
+def _bad_metadata(path):
+    (path / "assets" / "tfhash_encoder.json").write_text('{"format": "tfhash-encoder", num_bits: 16')
+
+
+def _incomplete_metadata(path):
+    metadata_path = path / "assets" / "tfhash_encoder.json"
+    metadata = json.loads(metadata_path.read_text())
+    del metadata["num_bits"]
+    metadata_path.write_text(json.dumps(metadata))
+
+
+DAMAGES = {
+    "truncated variables data": (_truncate_data, r"cannot be loaded: .*damaged.*IndexError", ""),
+    "empty variables index": (_empty_index, r"cannot be loaded: .*damaged.*sstable", ""),
+    "flipped bytes": (_flip_bytes, r"cannot be loaded: .*damaged.*DataLossError", ""),
+    "missing variables folder": (_remove_variables, r"is damaged or incomplete: .* is missing", "variables"),
+    "empty saved_model.pb": (_empty_graph, r"is damaged or incomplete: .* is empty", "saved_model.pb"),
+    "bad metadata JSON": (_bad_metadata, r"is damaged or incomplete: it is not valid JSON",
+                          f"assets/{METADATA_NAME}"),
+    "incomplete metadata": (_incomplete_metadata, r"missing or invalid 'num_bits'", f"assets/{METADATA_NAME}"),
+}
+
+
+@pytest.fixture
+def damaged(head_only, tmp_path, request):
+    import shutil
+
+    damage, match, part = DAMAGES[request.param]
+    path = tmp_path / "damaged"
+    shutil.copytree(head_only[1], path)
+    damage(path)
+    named = str(path / part) if part else str(path)
+    return path, match, named
+
+
+@pytest.mark.parametrize("damaged", list(DAMAGES), indirect=True)
+def test_damaged_saved_models_fail_clearly(damaged, tmp_path, capsys):
+    path, match, named = damaged
+    with pytest.raises(ValueError, match=match) as error_info:
+        load_encoder(path)
+    assert named in str(error_info.value)
+    np.save(tmp_path / "features.npy", features(3, 32))
+    with pytest.raises(SystemExit) as exit_info:  # the command line: one message, no traceback
+        cli_main(["encode", "--model", str(path), "--input", str(tmp_path / "features.npy"),
+                  "--output", str(tmp_path / "codes.npy")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err and re.search(match, err)
+    assert not (tmp_path / "codes.npy").exists()
+
+
+# --- the serving interface ------------------------------------------------------------------------------
+
+
+def test_export_reads_only_a_declared_serving_interface(tmp_path):
+    """Any object declaring a ServingInterface is served; export.py knows no model class."""
+    source = Path(export_encoder.__code__.co_filename).read_text()
+    imported = [alias.name for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import)
+                for alias in node.names]
+    imported += [node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)]
+    assert not [name for name in imported if name.startswith("tfhash.models")], imported
+    assert re.findall(r"(?:has|get)attr\(model, \"(\w+)\"", source) == ["serving_interface"]
+    assert not re.findall(r"\bmodel\.(?:head|backbone|pixel_range|codes|encode|feature_size)\b", source)
+    dense = keras.layers.Dense(12, kernel_initializer=keras.initializers.GlorotUniform(seed=3))
+    dense.build((None, 5))
+    sign = lambda x: tf.where(dense(x) >= 0, 1.0, -1.0)  # noqa: E731
+    interface = ServingInterface(num_bits=12, model_class="Custom", model_name="custom", feature_size=5,
+                                 encode_features=sign, preprocessing=None, variables=dense.variables)
+
+    class Declares:
+        def serving_interface(self):
+            return interface
+
+    for i, model in enumerate((interface, Declares())):
+        encoder = load_encoder(export_encoder(model, tmp_path / f"m{i}", verbose=False))
+        x = features(9, 5)
+        np.testing.assert_array_equal(encoder.encode_features(x), sign(x).numpy())
+        assert encoder.metadata["model_class"] == "Custom" and encoder.metadata["model_name"] == "custom"
+        assert set(encoder.saved_model.signatures) == {"serving_default", "encode_features"}
+
+    class Wrong:
+        def serving_interface(self):
+            return {"num_bits": 12}
+
+    with pytest.raises(ValueError, match="must return a tfhash.serving.ServingInterface, got dict"):
+        export_encoder(Wrong(), tmp_path / "wrong")
+
+
+def test_serving_interface_checks_its_fields():
+    encode = lambda x: x  # noqa: E731
+    with pytest.raises(ValueError, match="`num_bits` must be an int >= 1"):
+        ServingInterface(0, "M", "m", feature_size=3, encode_features=encode)
+    with pytest.raises(ValueError, match="`image_shape` and `encode_images` go together"):
+        ServingInterface(4, "M", "m", image_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match="`image_shape` must be \\(H, W, C\\)"):
+        ServingInterface(4, "M", "m", image_shape=(8, 8), encode_images=encode)
+    with pytest.raises(ValueError, match="declares neither"):
+        ServingInterface(4, "M", "m")
+    with pytest.raises(ValueError, match="`encode_features` must be callable"):
+        ServingInterface(4, "M", "m", feature_size=3, encode_features="head")
+    interface = ServingInterface(4, "M", "m", image_shape=[8, 8, 1], encode_images=encode)
+    assert interface.image_shape == (8, 8, 1) and interface.feature_size is None

@@ -35,3 +35,33 @@ def check_number(value, name, minimum=None, maximum=None, exclusive_minimum=Fals
         bound = " " + " and ".join(bounds) if bounds else ""
         raise ValueError(f"`{name}` must be a finite number{bound}, got {value!r}.")
     return float(value)
+
+
+def check_builder_settings(settings, name, builder, keys, **fixed):
+    """``settings`` as a JSON-compatible dict of ``builder``'s arguments (or None), validated by building one.
+
+    A model keeps the settings of the supervision builder its refresher uses (HQT's tree, CIMON's
+    pseudo-similarity) in its configuration; this checks them when the model is built, not when training starts.
+
+    Args:
+        settings: None or a dict whose keys are in ``keys``; tuples become lists (as JSON gives them back).
+        name: the argument's name, for the messages.
+        builder: the class the settings are for; ``builder(**fixed, **settings)`` must succeed.
+        keys: the arguments of ``builder`` that ``settings`` may set.
+        **fixed: the arguments the model sets itself (e.g. ``num_bits``).
+    """
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        raise ValueError(f"`{name}` must be None or a dict of {builder.__name__} arguments, got {settings!r}.")
+    unknown = sorted(set(settings) - set(keys))
+    if unknown:
+        raise ValueError(
+            f"`{name}` has unknown keys {unknown}: the {builder.__name__} arguments it may set are {list(keys)}."
+        )
+    settings = {key: list(value) if isinstance(value, tuple) else value for key, value in settings.items()}
+    try:
+        builder(**fixed, **settings)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{name}`: {error}") from None
+    return settings

@@ -10,9 +10,11 @@ training state such as HQT pseudo bits. Its serving signatures:
 
 A head-only model (no backbone) has the features signature only, also as ``"serving_default"``; a `HashGAN`,
 which encodes images with its own network and has no feature input, has the images signature only. Any batch
-size
-works. The metadata (code length, feature size, image shape, bit order, model class, versions) is the JSON
-file ``assets/tfhash_encoder.json`` inside the SavedModel, so the model is usable with TensorFlow alone:
+size works. The exporter reads a model only through the `tfhash.serving.ServingInterface` that its
+``serving_interface()`` declares (inputs, encoding functions, preprocessing text, names), so it serves any
+model declaring one and imports no model class. The metadata (code length, feature size, image shape, bit
+order, model class, versions) is the JSON file ``assets/tfhash_encoder.json`` inside the SavedModel, so the
+model is usable with TensorFlow alone:
 
     loaded = tf.saved_model.load(path)
     out = loaded.signatures["serving_default"](images=tf.constant(images_uint8))
@@ -24,6 +26,7 @@ file ``assets/tfhash_encoder.json`` inside the SavedModel, so the model is usabl
 
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -33,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfhash.codes import pack_codes
-from tfhash.layers.sign_ste import _sign  # Hasher.encode's rule (sign(0) = +1): codes equal model.encode
+from tfhash.serving import ServingInterface
 
 METADATA_FILE = "tfhash_encoder.json"
 FORMAT = "tfhash-encoder"
@@ -64,12 +67,15 @@ def _outputs(encode, inputs, num_bits, bitorder):
 def export_encoder(model, filepath, verbose=True, bitorder="big", overwrite=False):
     """Writes a serving SavedModel of a hashing model: images (and features) → ±1 and packed uint8 codes.
 
+    The model is read only through the `tfhash.serving.ServingInterface` it declares
+    (``model.serving_interface()``): its inputs, its encoding functions and the names of the metadata.
     The export is atomic: the SavedModel is written into a hidden temporary directory beside ``filepath``
     and renamed into place, so an interrupted export never leaves a half-written model at ``filepath`` (only,
     at worst, a ``.<name>.tmp-*`` directory beside it).
 
     Args:
-        model: a built `tfhash.models.Hasher` (any subclass) or `tfhash.models.HashGAN`.
+        model: a built `tfhash.models.HashingModel` (a `Hasher` subclass or `HashGAN`), any object with a
+            ``serving_interface()`` method returning a `ServingInterface`, or a `ServingInterface`.
         filepath: str or path-like, the SavedModel directory to write (local file system).
         verbose: bool, print where the model went and its signatures.
         bitorder: ``"big"`` (numpy.packbits' default) or ``"little"`` (faiss), the layout of the packed codes
@@ -83,8 +89,8 @@ def export_encoder(model, filepath, verbose=True, bitorder="big", overwrite=Fals
         str, the path of the SavedModel.
 
     Raises:
-        ValueError: ``model`` is not a built tfhash Hasher, a bad ``bitorder``, or ``filepath`` holds
-            something that may not be replaced.
+        ValueError: ``model`` declares no serving interface or is not built, a bad ``bitorder``, or
+            ``filepath`` holds something that may not be replaced.
 
     Example:
 
@@ -93,7 +99,7 @@ def export_encoder(model, filepath, verbose=True, bitorder="big", overwrite=Fals
     >>> encoder = tfhash.load_encoder("saved_models/bi_half_16")
     >>> encoder.encode_features(features, packed=True)             # uint8 (n, 2)
     """
-    _check_model(model)
+    interface = _serving_interface(model)
     if bitorder not in ("big", "little"):
         raise ValueError(f"`bitorder` must be 'big' or 'little', got {bitorder!r}.")
     for name, value in (("verbose", verbose), ("overwrite", overwrite)):
@@ -103,13 +109,13 @@ def export_encoder(model, filepath, verbose=True, bitorder="big", overwrite=Fals
     _check_target(target, overwrite)  # fail before the (possibly long) tracing and writing
     target.parent.mkdir(parents=True, exist_ok=True)
 
-    metadata = _metadata(model, bitorder)
+    metadata = _metadata(interface, bitorder)
     with tempfile.TemporaryDirectory(prefix="tfhash-metadata-") as scratch:
         metadata_path = Path(scratch) / METADATA_FILE
         metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
         module = _EncoderModule(str(metadata_path))
-        signatures = _signatures(model, bitorder)
-        module.inference_variables.extend(_captured_variables(model, signatures.values()))
+        signatures = _signatures(interface, bitorder)
+        module.inference_variables.extend(_captured_variables(interface, signatures.values()))
         # Not mkdtemp: its 0700 mode would become the model's; os.mkdir applies the umask like any directory.
         staging = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
         staging.mkdir()
@@ -120,111 +126,93 @@ def export_encoder(model, filepath, verbose=True, bitorder="big", overwrite=Fals
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
     if verbose:
-        print(f"Saved the {metadata['model_class']} encoder ({model.num_bits} bits) at '{target}'.")
+        print(f"Saved the {metadata['model_class']} encoder ({interface.num_bits} bits) at '{target}'.")
         for name, spec in metadata["signatures"].items():
             print(f"  signature {name!r}: {spec}")
     return str(target)
 
 
-def _check_model(model):
-    """A built tfhash model that export_encoder can serve: a `Hasher` (any subclass) or a `HashGAN`."""
-    from tfhash.models import HashGAN, Hasher  # not at the top: the models' export() imports this module
-
-    if not isinstance(model, (Hasher, HashGAN)):
+def _serving_interface(model):
+    """The `ServingInterface` ``model`` declares (``model`` itself when it is one)."""
+    if isinstance(model, ServingInterface):
+        return model
+    declare = getattr(model, "serving_interface", None)
+    if not callable(declare):
         raise ValueError(
-            f"`model` must be a tfhash.models.Hasher (e.g. BiHalfHasher) or HashGAN, got "
-            f"{type(model).__name__}."
+            "`model` must be a tfhash.models.Hasher (e.g. BiHalfHasher) or HashGAN (a "
+            "tfhash.models.HashingModel), or declare a tfhash.serving.ServingInterface with "
+            f"serving_interface(); got {type(model).__name__}."
         )
-    if not model.built or (isinstance(model, Hasher) and getattr(model, "head", None) is None):
-        raise ValueError(f"`model` ({type(model).__name__}) is not built: build it before exporting it.")
+    interface = declare()  # raises ValueError for a model that is not built
+    if not isinstance(interface, ServingInterface):
+        raise ValueError(
+            f"{type(model).__name__}.serving_interface() must return a tfhash.serving.ServingInterface, got "
+            f"{type(interface).__name__}."
+        )
+    return interface
 
 
-def _image_shape(model):
-    """``(H, W, C)`` of the uint8 images the model encodes, or None for a head-only Hasher."""
-    if getattr(model, "backbone", None) is not None:
-        return tuple(int(s) for s in model.backbone.image_shape)
-    image_shape = getattr(model, "image_shape", None)  # a model without backbone that takes images (HashGAN)
-    return None if image_shape is None else tuple(int(s) for s in image_shape)
-
-
-def _feature_size(model):
-    """Width of the features the hash head takes (a Hasher), or None when the model takes images only."""
-    return None if not hasattr(model, "head") else int(model.feature_size)
-
-
-def _signatures(model, bitorder):
+def _signatures(interface, bitorder):
     """Concrete functions of the SavedModel's signatures, by signature name."""
-    feature_size, image_shape = _feature_size(model), _image_shape(model)
-    signatures = {}
-    if image_shape is not None:
-        images_spec = tf.TensorSpec((None, *image_shape), tf.uint8, name="images")
+    num_bits, signatures = interface.num_bits, {}
+    if interface.image_shape is not None:
+        images_spec = tf.TensorSpec((None, *interface.image_shape), tf.uint8, name="images")
 
         @tf.function(input_signature=[images_spec])
         def encode_images(images):
-            return _outputs(model.encode, images, model.num_bits, bitorder)
+            return _outputs(interface.encode_images, images, num_bits, bitorder)
 
         signatures["serving_default"] = encode_images.get_concrete_function()
-    if feature_size is not None:
-        features_spec = tf.TensorSpec((None, feature_size), tf.float32, name="features")
+    if interface.feature_size is not None:
+        features_spec = tf.TensorSpec((None, interface.feature_size), tf.float32, name="features")
 
         @tf.function(input_signature=[features_spec])
         def encode_features(features):
-            if model.backbone is None:
-                return _outputs(model.encode, features, model.num_bits, bitorder)
-            return _outputs(
-                lambda x: _sign(model.codes(x, training=False)), features, model.num_bits, bitorder
-            )
+            return _outputs(interface.encode_features, features, num_bits, bitorder)
 
         signatures["encode_features"] = encode_features.get_concrete_function()
         signatures.setdefault("serving_default", signatures["encode_features"])
     return signatures
 
 
-def _captured_variables(model, functions):
+def _captured_variables(interface, functions):
     """The variables the functions read, in the model's order (deterministic SavedModels).
 
-    Tracking exactly these keeps the inference state of any Hasher subclass (backbone, head, binarizer, batch
-    norm statistics) and leaves out the optimizer, the HQT pseudo bits and other per-sample training state.
+    Tracking exactly these keeps the inference state of any model (backbone, head, binarizer, batch norm
+    statistics) and leaves out the optimizer, the HQT pseudo bits and other per-sample training state.
     """
     captured = {}
     for function in functions:
         captured.update((id(variable), variable) for variable in function.variables)
     # A Keras variable's `.value` is the tf.Variable a graph captures.
-    order = {id(variable.value): i for i, variable in enumerate(model.variables)}
+    order = {id(getattr(variable, "value", variable)): i for i, variable in enumerate(interface.variables)}
     return sorted(captured.values(), key=lambda v: (order.get(id(v), len(order)), v.name))
 
 
-def _metadata(model, bitorder):
+def _metadata(interface, bitorder):
     import keras
 
     import tfhash
 
-    image_shape, feature_size = _image_shape(model), _feature_size(model)
-    outputs = f"-> codes float32 ±1 (None, {model.num_bits}), packed uint8 (None, {-(-model.num_bits // 8)})"
+    image_shape, feature_size, num_bits = interface.image_shape, interface.feature_size, interface.num_bits
+    outputs = f"-> codes float32 ±1 (None, {num_bits}), packed uint8 (None, {-(-num_bits // 8)})"
     signatures = {}
     if image_shape is not None:
         signatures["serving_default"] = f"images uint8 (None, {', '.join(map(str, image_shape))}) {outputs}"
     if feature_size is not None:
         signatures["encode_features"] = f"features float32 (None, {feature_size}) {outputs}"
         signatures.setdefault("serving_default", signatures["encode_features"])
-    backbone = getattr(model, "backbone", None)
-    if backbone is not None:
-        preprocessing = getattr(backbone, "preprocessing", None)
-    elif hasattr(model, "pixel_range"):
-        preprocessing = f"pixels / 255 scaled to [{model.pixel_range[0]:g}, {model.pixel_range[1]:g}]"
-    else:
-        preprocessing = None
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "num_bits": int(model.num_bits),
+        "num_bits": int(num_bits),
         "feature_size": feature_size,
         "image_shape": None if image_shape is None else list(image_shape),
         "bitorder": bitorder,
-        "model_class": type(model).__name__,
-        "model_name": model.name,
-        "backbone_class": None if backbone is None else type(backbone).__name__,
-        "preprocessing": preprocessing,
+        "model_class": interface.model_class,
+        "model_name": interface.model_name,
+        "backbone_class": interface.backbone_class,
+        "preprocessing": interface.preprocessing,
         "signatures": signatures,
         "tfhash_version": tfhash.__version__,
         "tensorflow_version": tf.__version__,
@@ -362,7 +350,13 @@ class Encoder:
         outputs = []
         for batch in _batches(inputs, batch_size, argument):
             batch = self._check(batch, argument)
-            outputs.append(function(**{argument: tf.constant(batch)})[key].numpy())
+            try:
+                outputs.append(function(**{argument: tf.constant(batch)})[key].numpy())
+            except tf.errors.OpError as error:  # the inputs were checked: the model itself is at fault
+                raise ValueError(
+                    f"The SavedModel {self.path!r} failed to encode a batch ({_describe(error)}); it may be "
+                    "damaged: export the model again."
+                ) from error
         if not outputs:
             width = -(-self.num_bits // 8) if packed else self.num_bits
             return np.zeros((0, width), np.uint8 if packed else np.float32)
@@ -409,7 +403,9 @@ def _batches(inputs, batch_size, argument):
             f"`{argument}` must be an array or an iterable of batches, got {type(inputs).__name__}."
         ) from None
     for batch in iterator:
-        if isinstance(batch, tuple):  # (inputs, sample_index) or (inputs, labels) batches of a dataset
+        if isinstance(batch, dict) and "inputs" in batch:  # the named batches of tfhash's datasets
+            batch = batch["inputs"]
+        elif isinstance(batch, tuple):  # (inputs, sample_index) or (inputs, labels) batches of a dataset
             batch = batch[0]
         yield np.asarray(batch)
 
@@ -427,7 +423,9 @@ def load_encoder(path):
         An `Encoder`.
 
     Raises:
-        ValueError: ``path`` is not a SavedModel written by tfhash.
+        ValueError: ``path`` is not a SavedModel written by tfhash, or it is damaged (an empty
+            ``saved_model.pb``, a missing ``variables/``, metadata that is not valid JSON, variables data that
+            are truncated or corrupt): the message names the file.
 
     Example:
 
@@ -444,11 +442,92 @@ def load_encoder(path):
             f"`path` {path!r} is a SavedModel but not a tfhash encoder (no assets/{METADATA_FILE}); "
             "export hashing models with model.export(path)."
         )
-    metadata = json.loads(metadata_path.read_text())
+    metadata = _read_metadata(metadata_path)
     if metadata.get("format") != FORMAT or metadata.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(
             f"`path` {path!r} holds tfhash encoder format {metadata.get('format')!r} version "
             f"{metadata.get('format_version')!r}; this tfhash reads {FORMAT!r} up to version "
             f"{FORMAT_VERSION}."
         )
-    return Encoder(path, tf.saved_model.load(path), metadata)
+    _check_metadata(metadata, metadata_path)
+    _check_files(Path(path))
+    try:
+        saved_model = tf.saved_model.load(path)
+    except Exception as error:  # TensorFlow reports damaged files as IndexError, OpError, DecodeError, ...
+        raise ValueError(
+            f"The SavedModel {path!r} cannot be loaded: its files are damaged or incomplete "
+            f"({_describe(error)}). Export the model again, or copy the whole directory again."
+        ) from error
+    return Encoder(path, saved_model, metadata)
+
+
+_DAMAGED = "is damaged or incomplete"
+
+
+def _read_metadata(metadata_path):
+    """The metadata dict of ``assets/tfhash_encoder.json``; a clear error naming the file otherwise."""
+    try:
+        metadata = json.loads(metadata_path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"The metadata file {str(metadata_path)!r} {_DAMAGED}: it is not valid JSON ({error}). "
+            "Export the model again."
+        ) from None
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"The metadata file {str(metadata_path)!r} {_DAMAGED}: it holds a JSON "
+            f"{type(metadata).__name__}, not an object."
+        )
+    return metadata
+
+
+def _check_metadata(metadata, metadata_path):
+    """The fields `Encoder` reads, checked so that a damaged file is named rather than failing later."""
+
+    def is_size(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    image_shape = metadata.get("image_shape")
+    problems = [
+        (is_size(metadata.get("num_bits")), "num_bits"),
+        (metadata.get("feature_size") is None or is_size(metadata.get("feature_size")), "feature_size"),
+        (
+            image_shape is None
+            or (isinstance(image_shape, list) and len(image_shape) == 3 and all(map(is_size, image_shape))),
+            "image_shape",
+        ),
+        (metadata.get("bitorder") in ("big", "little"), "bitorder"),
+        (image_shape is not None or metadata.get("feature_size") is not None, "image_shape / feature_size"),
+    ]
+    bad = [name for valid, name in problems if not valid]
+    if bad:
+        raise ValueError(
+            f"The metadata file {str(metadata_path)!r} {_DAMAGED}: missing or invalid "
+            f"{', '.join(repr(name) for name in bad)}. Export the model again."
+        )
+
+
+def _check_files(path):
+    """The files `tf.saved_model.load` needs, checked first: its own messages for them mislead."""
+    graph = path / "saved_model.pb"
+    if graph.is_file() and graph.stat().st_size == 0:
+        raise ValueError(
+            f"The SavedModel {str(path)!r} {_DAMAGED}: {str(graph)!r} is empty. Export the model again, or "
+            "copy the whole directory again."
+        )
+    variables = path / "variables"
+    if not (variables / "variables.index").is_file():
+        missing = variables if not variables.is_dir() else variables / "variables.index"
+        raise ValueError(
+            f"The SavedModel {str(path)!r} {_DAMAGED}: {str(missing)!r} is missing (the model's weights). "
+            "Copy the whole SavedModel directory, variables/ included, or export the model again."
+        )
+
+
+def _describe(error):
+    """``"<ErrorType>: <first line>"`` of an exception, without TensorFlow's op decorations."""
+    message = getattr(error, "message", None) or str(error)
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", message)  # {{function_node ...}}
+    message = re.sub(r"\s*\[Op:[^\]]*\]", "", message).strip()
+    first = message.splitlines()[0] if message else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__

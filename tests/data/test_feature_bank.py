@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfhash.batches import INPUTS, LABELS, SAMPLE_INDEX
 from tfhash.data.augment import ColorJitter, Compose, RandomHorizontalFlip, RandomResizedCrop
 from tfhash.data.feature_bank import FeatureBank
 from tfhash.data.image_set import ImageSet
@@ -86,8 +87,20 @@ def encode(backbone, images):
     return backbone(images, training=False).numpy()
 
 
+def as_pair(batch):
+    """``(inputs, sample_index)`` of a training batch, ``(inputs, labels)`` of an evaluation batch."""
+    assert set(batch) in ({INPUTS, SAMPLE_INDEX}, {INPUTS, LABELS}), sorted(batch)
+    return batch[INPUTS], batch[SAMPLE_INDEX if SAMPLE_INDEX in batch else LABELS]
+
+
+def first_batch(dataset):
+    return as_pair(next(iter(dataset)))
+
+
 def batches(dataset, epochs=2):
-    return [[tf.nest.map_structure(lambda t: t.numpy(), batch) for batch in dataset] for _ in range(epochs)]
+    return [
+        [tf.nest.map_structure(lambda t: t.numpy(), as_pair(batch)) for batch in dataset] for _ in range(epochs)
+    ]
 
 
 @pytest.mark.parametrize("augment", [WEAK, (WEAK, STRONG)], ids=["one view", "weak and strong"])
@@ -110,11 +123,9 @@ def stored_views(backbone, views, augment):
     """(views, n, D) features of the image pipeline's fixed views, computed directly."""
     result = []
     for view in range(views):
-        images, _ = next(
-            iter(
-                training_dataset(
-                    POOL, TRAIN, len(TRAIN), augment=augment, view=view, seed=4, shuffle=False, image_size=12
-                )
+        images, _ = first_batch(
+            training_dataset(
+                POOL, TRAIN, len(TRAIN), augment=augment, view=view, seed=4, shuffle=False, image_size=12
             )
         )
         result.append(encode(backbone, images))
@@ -235,13 +246,13 @@ def test_interrupted_extraction_leaves_no_cache_file(backbone, tmp_path):
 def test_float16_storage_is_served_as_float32(backbone, tmp_path):
     features = bank(backbone, tmp_path, dtype="float16")
     assert features.train.dtype == np.float16 and np.load(features.files["train"]).dtype == np.float16
-    feature, _ = next(iter(features.training_dataset(batch_size=4)))
+    feature, _ = first_batch(features.training_dataset(batch_size=4))
     assert feature.dtype == tf.float32
 
 
 def test_evaluation_features_and_dataset(backbone, tmp_path):
     features = bank(backbone, tmp_path)
-    images, labels = next(iter(evaluation_dataset(POOL, DATABASE, len(DATABASE), image_size=12)))
+    images, labels = first_batch(evaluation_dataset(POOL, DATABASE, len(DATABASE), image_size=12))
     np.testing.assert_allclose(
         features.evaluation["database"], encode(backbone, images), rtol=1e-5, atol=1e-6
     )
@@ -264,9 +275,8 @@ def test_training_with_cached_features_under_mirrored_strategy(backbone, tmp_pat
     features = bank(backbone, tmp_path, augment=(WEAK, WEAK), views=2)
     strategy = mirrored_strategy
     seen = []
-    for (first, _), index in strategy.experimental_distribute_dataset(
-        features.training_dataset(batch_size=4)
-    ):
+    for batch in strategy.experimental_distribute_dataset(features.training_dataset(batch_size=4)):
+        (first, _), index = batch[INPUTS], batch[SAMPLE_INDEX]
         seen.extend(np.concatenate([i.numpy() for i in strategy.experimental_local_results(index)]))
         assert strategy.experimental_local_results(first)[0].shape[1] == 6
     np.testing.assert_array_equal(np.sort(seen), np.arange(len(TRAIN)))

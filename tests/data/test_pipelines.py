@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfhash.batches import INPUTS, LABELS, SAMPLE_INDEX
 from tfhash.data.augment import (
     Compose,
     GaussianNoise,
@@ -23,9 +24,30 @@ TRAIN = np.arange(3, 26)  # 23 samples: batches of 5 leave a remainder of 3
 VIEW = Compose([RandomResizedCrop(16, scale=(0.5, 1.0)), RandomHorizontalFlip(), GaussianNoise(8.0)])
 
 
+def as_pair(batch):
+    """``(inputs, sample_index)`` of a training batch, ``(inputs, labels)`` of an evaluation batch."""
+    assert set(batch) in ({INPUTS, SAMPLE_INDEX}, {INPUTS, LABELS}), sorted(batch)
+    return batch[INPUTS], batch[SAMPLE_INDEX if SAMPLE_INDEX in batch else LABELS]
+
+
+def first_batch(dataset):
+    return as_pair(next(iter(dataset)))
+
+
 def epochs(dataset, count=2):
     """The batches of ``count`` epochs as numpy arrays: [[(images..., indices), ...], ...]."""
-    return [[tf.nest.map_structure(lambda t: t.numpy(), batch) for batch in dataset] for _ in range(count)]
+    return [
+        [tf.nest.map_structure(lambda t: t.numpy(), as_pair(batch)) for batch in dataset] for _ in range(count)
+    ]
+
+
+def test_elements_are_named():
+    training = next(iter(training_dataset(POOL, TRAIN, batch_size=5, seed=0)))
+    assert set(training) == {"inputs", "sample_index"} and training["sample_index"].dtype == tf.int64
+    two_views = next(iter(training_dataset(POOL, TRAIN, batch_size=5, augment=(VIEW, VIEW))))
+    assert isinstance(two_views["inputs"], tuple) and len(two_views["inputs"]) == 2
+    evaluation = next(iter(evaluation_dataset(POOL, TRAIN, batch_size=5)))
+    assert set(evaluation) == {"inputs", "labels"}
 
 
 def assert_same_epochs(first, second):
@@ -84,7 +106,7 @@ def test_augmentation_matches_the_layer_with_the_per_sample_seed():
     # The documented seed: fold(fold(fold([seed, 0], 1), view), position), then fold(., stream).
     flip = RandomHorizontalFlip()
     data = training_dataset(POOL, TRAIN, batch_size=23, augment=flip, view=3, seed=9, shuffle=False)
-    images, _ = next(iter(data))
+    images, _ = first_batch(data)
     for position in range(len(TRAIN)):
         seed = fold_seed(fold_seed(fold_seed(fold_seed(tf.constant([9, 0], tf.int64), 1), 3), position), 0)
         expected = flip(PIXELS[TRAIN[position]][None], training=True, seed=seed)[0]
@@ -94,26 +116,26 @@ def test_augmentation_matches_the_layer_with_the_per_sample_seed():
 def test_two_views():
     weak, strong = cimon_weak_view(16), cimon_strong_view(16)
     data = training_dataset(POOL, TRAIN, batch_size=6, augment=(weak, strong), seed=0)
-    (first, second), index = next(iter(data))
+    (first, second), index = first_batch(data)
     assert first.shape == second.shape == (6, 16, 16, 3) and first.dtype == second.dtype == tf.uint8
     assert index.shape == (6,)
     # The same layer twice gives two independent views.
-    (a, b), _ = next(iter(training_dataset(POOL, TRAIN, batch_size=6, augment=(VIEW, VIEW), seed=0)))
+    (a, b), _ = first_batch(training_dataset(POOL, TRAIN, batch_size=6, augment=(VIEW, VIEW), seed=0))
     assert not np.array_equal(a, b)
     # Deterministic too.
-    (c, d), _ = next(iter(training_dataset(POOL, TRAIN, batch_size=6, augment=(VIEW, VIEW), seed=0)))
+    (c, d), _ = first_batch(training_dataset(POOL, TRAIN, batch_size=6, augment=(VIEW, VIEW), seed=0))
     np.testing.assert_array_equal(a, c)
     np.testing.assert_array_equal(b, d)
 
 
 def test_resize_to_image_size():
     data = training_dataset(POOL, TRAIN, batch_size=4, image_size=(20, 24), shuffle=False)
-    images, index = next(iter(data))
+    images, index = first_batch(data)
     expected = tf.cast(tf.round(tf.image.resize(PIXELS[TRAIN[:4]].astype(np.float32), (20, 24))), tf.uint8)
     np.testing.assert_array_equal(images, expected)
     # The crop's own size wins unless image_size differs, then the crop is resized.
-    images, _ = next(
-        iter(training_dataset(POOL, TRAIN, batch_size=4, augment=RandomResizedCrop(8), image_size=10))
+    images, _ = first_batch(
+        training_dataset(POOL, TRAIN, batch_size=4, augment=RandomResizedCrop(8), image_size=10)
     )
     assert images.shape == (4, 10, 10, 3)
 
@@ -137,13 +159,13 @@ def image_files(tmp_path_factory):
 def test_files_are_decoded(image_files):
     image_files, decoded = image_files
     indices = np.arange(12)
-    images, labels = next(iter(evaluation_dataset(image_files, indices, batch_size=12)))
+    images, labels = first_batch(evaluation_dataset(image_files, indices, batch_size=12))
     np.testing.assert_array_equal(images.numpy()[::2], PIXELS[:12:2])  # PNG: lossless
     np.testing.assert_array_equal(images, decoded)
     np.testing.assert_array_equal(labels, np.arange(12) % 3)
-    training, index = next(iter(training_dataset(image_files, indices, batch_size=12, seed=2)))
+    training, index = first_batch(training_dataset(image_files, indices, batch_size=12, seed=2))
     np.testing.assert_array_equal(training, decoded[index])
-    gray, _ = next(iter(evaluation_dataset(image_files, indices, batch_size=2, channels=1)))
+    gray, _ = first_batch(evaluation_dataset(image_files, indices, batch_size=2, channels=1))
     assert gray.shape == (2, 12, 12, 1)
 
 
@@ -179,10 +201,10 @@ def test_evaluation_yields_images_and_labels_in_order():
 def test_feature_sets_pass_through_as_float32():
     features = RNG.normal(size=(30, 7))
     pool = ImageSet("features", features, np.arange(30) % 3)
-    images, index = next(iter(training_dataset(pool, TRAIN, batch_size=23, shuffle=False)))
+    images, index = first_batch(training_dataset(pool, TRAIN, batch_size=23, shuffle=False))
     assert images.dtype == tf.float32
     np.testing.assert_allclose(images, features[TRAIN].astype(np.float32))
-    evaluated, labels = next(iter(evaluation_dataset(pool, TRAIN, batch_size=23)))
+    evaluated, labels = first_batch(evaluation_dataset(pool, TRAIN, batch_size=23))
     np.testing.assert_array_equal(evaluated, images)
     with pytest.raises(ValueError, match="`augment` and `image_size`"):
         training_dataset(pool, TRAIN, batch_size=4, augment=VIEW)
@@ -202,7 +224,8 @@ def test_mirrored_strategy_sees_every_sample_once_per_epoch(mirrored_strategy):
     orders = []
     for _ in range(2):
         seen = []
-        for (first, _), index in distributed:
+        for batch in distributed:
+            (first, _), index = batch[INPUTS], batch[SAMPLE_INDEX]
             parts = strategy.experimental_local_results(index)
             assert len(parts) == 2
             seen.extend(np.concatenate([part.numpy() for part in parts]))
@@ -247,7 +270,7 @@ def test_input_context_shards_before_decoding():
 def test_invalid_arguments(kwargs, argument):
     arguments = {**dict(image_set=POOL, indices=TRAIN, batch_size=4), **kwargs}
     with pytest.raises(ValueError, match=f"`{argument}`"):
-        next(iter(training_dataset(**arguments)))
+        first_batch(training_dataset(**arguments))
 
 
 def test_invalid_cache_and_channels(image_files):
@@ -272,9 +295,10 @@ def test_keras_fit_under_mirrored_strategy(mirrored_strategy):
         # The pipeline's targets are sample indices; this loss ignores them.
         model.compile(optimizer="sgd", loss=lambda _, h: keras.ops.mean(keras.ops.square(h), axis=-1))
     history = model.fit(
-        training_dataset(POOL, TRAIN, 6, augment=VIEW, drop_remainder=True),
+        training_dataset(POOL, TRAIN, 6, augment=VIEW, drop_remainder=True).map(as_pair),
         epochs=2,
         verbose=0,
         shuffle=False,
     )
     assert len(history.history["loss"]) == 2 and np.all(np.isfinite(history.history["loss"]))
+

@@ -78,7 +78,7 @@ def test_hqt_total_is_eq_3_on_the_codes(model_class, batch):
     model = model_class(6, feature_size=12, hqt=HQTRegularizer(20, alpha=0.5), seed=0)
     model.hqt.assign(bits)
     index = np.arange(9) * 2
-    losses = model.compute_losses((tf.constant(batch), tf.constant(index)), training=True)
+    losses = model.compute_losses({"inputs": tf.constant(batch), "sample_index": tf.constant(index)}, training=True)
     _, _, (codes,) = model.self_loss(tf.constant(batch), None, training=True)
     p = 1 / (1 + np.exp(-codes.numpy().astype(np.float64)))
     y = bits[index]

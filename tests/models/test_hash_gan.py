@@ -219,11 +219,18 @@ def test_cifar10_architecture_trains_one_step():
 
 def test_pipeline_batches_with_indices_or_labels_train(images):
     model = sgd_model()
-    data = tf.data.Dataset.from_tensor_slices((images, np.arange(len(images)))).batch(BATCH)
+    index = np.arange(len(images))
+    data = tf.data.Dataset.from_tensor_slices({"inputs": images, "sample_index": index}).batch(BATCH)
     history = model.fit(data, epochs=1, verbose=0)
     assert len(history.history["feature_matching"]) == 1
-    evaluation = model.evaluate(data, verbose=0, return_dict=True)
+    labelled = tf.data.Dataset.from_tensor_slices({"inputs": images, "labels": index % 3}).batch(BATCH)
+    evaluation = model.evaluate(labelled, verbose=0, return_dict=True)
     assert set(evaluation) == {"encoder_loss", *HashGAN.loss_terms}
+    np.testing.assert_array_equal(model.predict(labelled, verbose=0), model.encode(images).numpy())
+    # A positional (images, second element) pair is ambiguous: refused with a message naming the model.
+    pairs = tf.data.Dataset.from_tensor_slices((images, index)).batch(BATCH)
+    with pytest.raises(ValueError, match="HashGAN got a batch of 2 positional elements"):
+        model.fit(pairs, epochs=1, verbose=0)
 
 
 def test_same_seed_same_training(images):

@@ -1,12 +1,15 @@
 """The Hasher base: training step, trackers, encoding, data formats, saving, jit and tf.distribute."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfhash import backbones
-from tfhash.models import BiHalfHasher, GreedyHasher, HQTRegularizer
+from tfhash.callbacks import HQTPseudoBits
+from tfhash.models import BiHalfHasher, CIBHasher, GreedyHasher, HQTRegularizer
 from tfhash.supervision import HyperQuantizationTree
 
 N, D, K = 64, 10, 8
@@ -17,8 +20,16 @@ def features():
     return np.random.default_rng(0).normal(size=(N, D)).astype("float32")
 
 
-def indexed(features, batch_size=16):
-    return tf.data.Dataset.from_tensor_slices((features, np.arange(len(features)))).batch(batch_size)
+def indexed(features, batch_size=16, index=None):
+    index = np.arange(len(features)) if index is None else index
+    return tf.data.Dataset.from_tensor_slices({"inputs": features, "sample_index": index}).batch(batch_size)
+
+
+def assert_trained(history, terms=("loss",)):
+    """Every logged value finite, and each of ``terms`` lower at the last epoch than at the first."""
+    assert all(np.isfinite(values).all() for values in history.values()), history
+    for term in terms:
+        assert history[term][-1] < history[term][0], (term, history[term])
 
 
 def with_hqt(model_class, features, alpha=0.5, **kwargs):
@@ -30,7 +41,7 @@ def with_hqt(model_class, features, alpha=0.5, **kwargs):
 def test_train_step_applies_the_gradient_of_the_total_loss(features):
     model = with_hqt(BiHalfHasher, features)
     model.compile(optimizer=keras.optimizers.SGD(0.5))
-    batch = (tf.constant(features[:16]), tf.constant(np.arange(16)))
+    batch = {"inputs": tf.constant(features[:16]), "sample_index": tf.constant(np.arange(16))}
     with tf.GradientTape() as tape:
         loss = model.compute_losses(batch, training=True)["loss"]
     gradient = tape.gradient(loss, model.head.kernel).numpy()
@@ -55,8 +66,9 @@ def test_fit_eager_and_jit_lowers_the_loss(model_class, jit_compile, features):
 
 def test_run_eagerly(features):
     model = with_hqt(GreedyHasher, features)
-    model.compile(optimizer="adam", run_eagerly=True)
-    model.fit(indexed(features), epochs=1, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
+    history = model.fit(indexed(features), epochs=4, verbose=0).history
+    assert_trained(history, ("loss", "self_loss", "hqt_loss"))
 
 
 def test_encode_and_predict_give_signed_codes(features):
@@ -66,9 +78,10 @@ def test_encode_and_predict_give_signed_codes(features):
     h = features @ model.head.kernel.numpy() + model.head.bias.numpy()
     np.testing.assert_array_equal(codes, np.where(h >= 0, 1.0, -1.0))
     np.testing.assert_array_equal(model.encode(features).numpy(), codes)
-    # predict on (inputs, labels) batches encodes the inputs
-    labelled = tf.data.Dataset.from_tensor_slices((features, np.zeros(N, "int64"))).batch(7)
+    # predict on {"inputs", "labels"} (evaluation) and {"inputs", "sample_index"} (training) batches
+    labelled = tf.data.Dataset.from_tensor_slices({"inputs": features, "labels": np.zeros(N, "int64")}).batch(7)
     np.testing.assert_array_equal(model.predict(labelled, verbose=0), codes)
+    np.testing.assert_array_equal(model.predict(indexed(features), verbose=0), codes)
 
 
 def test_bi_half_encodes_single_queries_with_the_sign(features):
@@ -111,22 +124,176 @@ def test_backbone_model_trains_on_uint8_images():
     images = np.random.default_rng(1).integers(0, 256, size=(8, 28, 28, 1), dtype=np.uint8)
     model.compile(optimizer="adam")
     before = [w.numpy().copy() for w in backbone.trainable_weights]
-    model.fit(tf.data.Dataset.from_tensor_slices((images, np.arange(8))).batch(4), epochs=1, verbose=0)
+    data = tf.data.Dataset.from_tensor_slices({"inputs": images, "sample_index": np.arange(8)}).batch(4)
+    model.fit(data, epochs=1, verbose=0)
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, backbone.trainable_weights))
     assert model.predict(images, verbose=0).shape == (8, 12)
     assert model.input_shape_ == (None, 28, 28, 1) and model.feature_size == backbone.feature_size
 
 
-def test_inputs_alone_train_without_hqt(features):
+@pytest.mark.parametrize("form", ["dataset", "array", "named"])
+def test_inputs_alone_train_without_hqt(features, form):
     model = GreedyHasher(K, feature_size=D, seed=0)
-    model.compile(optimizer="adam")
-    model.fit(tf.data.Dataset.from_tensor_slices(features).batch(16), epochs=1, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    data = {
+        "dataset": tf.data.Dataset.from_tensor_slices(features).batch(16),
+        "array": features,
+        "named": tf.data.Dataset.from_tensor_slices({"inputs": features}).batch(16),
+    }[form]
+    history = model.fit(data, epochs=4, verbose=0, batch_size=None if form != "array" else 16).history
+    assert_trained(history, ("loss", "similarity", "quantization"))
 
 
 def test_hqt_needs_sample_indices(features):
     model = with_hqt(GreedyHasher, features)
     with pytest.raises(ValueError, match="sample_index"):
         model.compute_losses(tf.constant(features[:4]), training=True)
+    # An evaluation batch (labels, no index) is refused rather than gathering by class label.
+    labelled = {"inputs": tf.constant(features[:4]), "labels": tf.constant([0, 1, 1, 0])}
+    with pytest.raises(ValueError, match="evaluation dataset"):
+        model.compute_losses(labelled, training=True)
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="evaluation dataset"):
+        model.evaluate(tf.data.Dataset.from_tensor_slices(labelled).batch(4), verbose=0)
+    with pytest.raises(ValueError, match="integer"):
+        model.compute_losses({"inputs": tf.constant(features[:4]), "sample_index": tf.zeros(4)}, training=True)
+
+
+# Issue 12 item 1: the old `_unpack` took the (x, y) tuple of fit(x, y) as the inputs (BiHalf then ranked over
+# an axis of size 2) and class labels as sample indices; both trained silently on garbage.
+@pytest.mark.parametrize("model_class", [BiHalfHasher, GreedyHasher])
+def test_fit_with_targets_is_refused(model_class, features):
+    model = model_class(K, feature_size=D, seed=0)
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="without targets"):
+        model.fit(features, features, epochs=1, verbose=0)
+    labels = np.arange(N) % 4
+    with pytest.raises(ValueError, match="without targets"):
+        model.fit(features, labels, epochs=1, verbose=0)
+    hqt_model = with_hqt(model_class, features)
+    hqt_model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="without targets"):
+        hqt_model.fit(features, labels, epochs=1, verbose=0)
+    # A dataset of positional (x, y) pairs reaches the step: refused there, naming the named form.
+    pairs = tf.data.Dataset.from_tensor_slices((features, labels)).batch(16)
+    with pytest.raises(ValueError, match="positional"):
+        hqt_model.fit(pairs, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="positional"):
+        model.evaluate(features, features, verbose=0)
+    # fit(x) keeps working
+    assert np.isfinite(model.fit(features, epochs=1, verbose=0, batch_size=16).history["loss"]).all()
+
+
+@pytest.mark.parametrize("bad_index", [N, -1])
+def test_out_of_range_sample_index_fails_eagerly_and_in_graph(features, bad_index):
+    # Issue 12 item 3: the error names num_samples.
+    model = with_hqt(BiHalfHasher, features)
+    index = np.arange(16)
+    index[3] = bad_index
+    batch = {"inputs": tf.constant(features[:16]), "sample_index": tf.constant(index)}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"num_samples={N}"):
+        model.compute_losses(batch, training=True)
+    model.compile(optimizer="sgd")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"num_samples={N}"):
+        model.fit(indexed(features[:16], index=index), epochs=1, verbose=0)
+
+
+def test_out_of_range_sample_index_gives_nan_under_xla(features):
+    # XLA drops assertions and clamps the gather: the loss and the weights must not stay plausible.
+    model = with_hqt(BiHalfHasher, features)
+    model.compile(optimizer=keras.optimizers.SGD(1e-2), jit_compile=True)
+    index = np.arange(16) + N - 8  # half of them out of range
+    history = model.fit(indexed(features[:16], index=index), epochs=1, verbose=0).history
+    assert np.isnan(history["loss"]).all() and np.isnan(history["hqt_loss"]).all()
+    assert np.isnan(model.head.kernel.numpy()).all()
+
+
+def test_fit_refuses_unassigned_hqt_bits_without_a_refresher(features):
+    model = BiHalfHasher(K, feature_size=D, hqt=HQTRegularizer(N), seed=0)
+    model.compile(optimizer="sgd", jit_compile=True)  # XLA would drop the in-graph check
+    with pytest.raises(ValueError, match="no HQT pseudo bits yet.*supervision_refreshers"):
+        model.fit(indexed(features), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="no HQT pseudo bits yet"):
+        model.fit(indexed(features), epochs=1, verbose=0, callbacks=[keras.callbacks.History()])
+    # With the refresher among the callbacks, training starts (and the bits are drawn first).
+    model.fit(indexed(features), epochs=1, verbose=0, callbacks=model.supervision_refreshers(features))
+    assert float(model.hqt.assigned.numpy()) == 1.0
+
+
+def test_supervision_refreshers_follow_the_model_configuration(features):
+    assert GreedyHasher(K, feature_size=D, seed=0).supervision_refreshers(features) == []
+    # Defaults: the recipes' HyperQuantizationTree(bits, (3, 5), shared, seed=model seed), drawn once.
+    model = BiHalfHasher(K, feature_size=D, hqt=HQTRegularizer(N), seed=7)
+    (refresher,) = model.supervision_refreshers(features, verbose=1)
+    assert isinstance(refresher, HQTPseudoBits) and refresher.every_n_epochs is None and refresher.verbose == 1
+    expected = HyperQuantizationTree(K, depth_range=(3, 5), shared_tree=True, seed=7, projection_dim=None)
+    assert refresher.tree.get_config() == expected.get_config()
+    np.testing.assert_array_equal(refresher.tree.depths, expected.depths)
+    # Configured: tree settings and redraws from the regulariser's config, its own seed winning.
+    tree = {"depth_range": (2, 4), "shared_tree": False, "projection_dim": 3, "seed": 11}
+    model = BiHalfHasher(K, feature_size=D, hqt=HQTRegularizer(N, tree=tree, every_n_epochs=2), seed=7)
+    (refresher,) = model.supervision_refreshers(features)
+    assert refresher.every_n_epochs == 2
+    assert refresher.tree.get_config() == HyperQuantizationTree(K, **tree).get_config()
+    model.compile(optimizer="sgd")
+    model.fit(indexed(features), epochs=1, verbose=0, callbacks=[refresher])
+    np.testing.assert_array_equal(model.hqt.pseudo_bits.numpy(), HyperQuantizationTree(K, **tree).pseudo_bits(features))
+    # A model without a seed: the tree's own default seed, 0.
+    unseeded = BiHalfHasher(K, feature_size=D, hqt=HQTRegularizer(N))
+    assert unseeded.supervision_refreshers(features)[0].tree.seed == 0
+
+
+def test_hqt_settings_round_trip_and_old_configs_load(tmp_path, features):
+    hqt = HQTRegularizer(N, alpha=0.3, tree={"depth_range": (2, 6), "kmeans_iterations": 5}, every_n_epochs=3)
+    model = GreedyHasher(K, feature_size=D, hqt=hqt, seed=1)
+    config = json.loads(json.dumps(model.get_config()))
+    clone = GreedyHasher.from_config(config)
+    assert clone.hqt.tree == {"depth_range": [2, 6], "kmeans_iterations": 5} and clone.hqt.every_n_epochs == 3
+    # A .keras file written before `tree` / `every_n_epochs` existed: the config lacks them.
+    del config["hqt"]["config"]["tree"], config["hqt"]["config"]["every_n_epochs"]
+    old = GreedyHasher.from_config(config)
+    assert old.hqt.tree is None and old.hqt.every_n_epochs is None
+    model.hqt.assign(np.ones((N, K)))
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").hqt.tree == {"depth_range": [2, 6], "kmeans_iterations": 5}
+
+
+@pytest.mark.parametrize(
+    "tree, message",
+    [("deep", "dict"), ({"num_bits": 4}, "unknown keys"), ({"depth_range": (4, 2)}, "depth_range"),
+     ({"seed": -1}, "seed")],
+)
+def test_bad_tree_settings_name_themselves(tree, message):
+    with pytest.raises(ValueError, match=message):
+        HQTRegularizer(N, tree=tree)
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        HQTRegularizer(N, every_n_epochs=0)
+
+
+def test_seed_generator_state_is_saved_so_a_stochastic_model_resumes_exactly(tmp_path):
+    # Issue 12 item 6: CIBHasher's stochastic binarizer draws from a SeedGenerator; a reloaded model must
+    # continue with the draws the original would have made.
+    rng = np.random.default_rng(0)
+    views = rng.normal(size=(2, 32, D)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices({"inputs": (views[0], views[1])}).batch(8)
+
+    def build():
+        model = CIBHasher(K, hidden_units=16, feature_size=D, seed=3)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        return model
+
+    uninterrupted = build()
+    uninterrupted.fit(data, epochs=2, verbose=0)
+    interrupted = build()
+    interrupted.fit(data, epochs=1, verbose=0)
+    interrupted.save(tmp_path / "cib.keras")
+    resumed = keras.saving.load_model(tmp_path / "cib.keras")
+    resumed.fit(data, epochs=2, initial_epoch=1, verbose=0)
+    for ours, theirs in zip(resumed.weights, uninterrupted.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    states = [v.numpy() for v in resumed.variables if v.path.endswith("seed_generator_state")]
+    assert states and all(np.array_equal(a, b.numpy()) for a, b in zip(
+        states, [v for v in uninterrupted.variables if v.path.endswith("seed_generator_state")]))
 
 
 @pytest.mark.parametrize(
@@ -171,7 +338,7 @@ def test_with_backbone_encodes_images_as_the_head_encodes_their_features():
     head_only = BiHalfHasher(K, feature_size=backbone.feature_size, hqt=HQTRegularizer(16), seed=0)
     head_only.hqt.assign(np.zeros((16, K)))
     head_only.compile(optimizer="adam")
-    head_only.fit(tf.data.Dataset.from_tensor_slices((features, np.arange(16))).batch(8), epochs=1, verbose=0)
+    head_only.fit(indexed(features, batch_size=8), epochs=1, verbose=0)
     image_model = head_only.with_backbone(backbone)
     assert image_model.hqt is None and image_model.backbone is backbone
     np.testing.assert_array_equal(image_model.predict(images, verbose=0), head_only.predict(features, verbose=0))
@@ -181,3 +348,4 @@ def test_with_backbone_encodes_images_as_the_head_encodes_their_features():
         image_model.with_backbone(backbone)
     with pytest.raises(ValueError, match="feature_size"):
         BiHalfHasher(K, feature_size=3).with_backbone(backbone)
+

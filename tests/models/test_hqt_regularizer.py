@@ -89,10 +89,36 @@ def test_bad_arguments_name_themselves(kwargs, name):
 
 
 def test_config_round_trips_through_json():
-    layer = HQTRegularizer(7, alpha=0.25, signed_targets=True, name="hqt")
+    layer = HQTRegularizer(7, alpha=0.25, signed_targets=True, tree={"depth_range": (3, 4), "seed": 2},
+                           every_n_epochs=5, name="hqt")
     config = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
     clone = keras.saving.deserialize_keras_object(config)
     assert (clone.num_samples, clone.alpha, clone.signed_targets, clone.name) == (7, 0.25, True, "hqt")
+    assert clone.tree == {"depth_range": [3, 4], "seed": 2} and clone.every_n_epochs == 5
+    assert json.loads(json.dumps(keras.saving.serialize_keras_object(clone))) == config
+
+
+def test_tree_and_refresher_from_the_settings():
+    layer = built(num_bits=4, tree={"depth_range": (2, 3), "shared_tree": False}, every_n_epochs=2)
+    tree = layer.hyper_quantization_tree(seed=9)
+    assert (tree.num_bits, tree.depth_range, tree.shared_tree, tree.seed) == (4, (2, 3), False, 9)
+    refresher = layer.refresher(np.zeros((6, 3)), seed=9)
+    assert refresher.tree.get_config() == tree.get_config() and refresher.every_n_epochs == 2
+    assert built(tree={"seed": 1}).hyper_quantization_tree(seed=9).seed == 1  # its own seed wins
+
+
+@pytest.mark.parametrize("bad_index", [6, 100, -1])
+def test_an_out_of_range_index_raises_naming_num_samples(bad_index):
+    layer = built()
+    layer.assign(np.zeros((6, 4)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples=6"):
+        layer(tf.ones((2, 4)), tf.constant([0, bad_index]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples=6"):
+        tf.function(layer)(tf.ones((2, 4)), tf.constant([0, bad_index]))
+    # Under XLA the assertion is dropped and the gather clamps: the loss is NaN rather than plausible.
+    loss = tf.function(layer, jit_compile=True)(tf.ones((2, 4)), tf.constant([0, bad_index]))
+    assert np.isnan(float(loss))
+    assert np.isfinite(float(tf.function(layer, jit_compile=True)(tf.ones((2, 4)), tf.constant([0, 5]))))
 
 
 def test_model_bit_count_must_match_a_built_regularizer():

@@ -1,5 +1,7 @@
 """CIMONPseudoSimilarity: S, W1, W2 and W against a slow numpy reference written from the definitions."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -207,3 +209,12 @@ def test_unfitted_and_bad_indices(fitted):
         fitted.pseudo_similarity(np.array([0, 60]))
     with pytest.raises(ValueError, match="columns"):
         fitted.pseudo_similarity(np.array([0]), np.array([[1]]))
+
+
+def test_get_config_rebuilds_the_same_settings():
+    similarity = CIMONPseudoSimilarity(distance_threshold=0.2, alpha=1.0, beta=3.0, num_clusters=5,
+                                       eigen_solver="arpack", seed=4)
+    config = json.loads(json.dumps(similarity.get_config()))
+    assert config == {"distance_threshold": 0.2, "alpha": 1.0, "beta": 3.0, "num_clusters": 5,
+                      "eigen_solver": "arpack", "seed": 4}
+    assert CIMONPseudoSimilarity(**config).get_config() == config

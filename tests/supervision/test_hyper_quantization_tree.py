@@ -1,5 +1,7 @@
 """HyperQuantizationTree (HQT pseudo labels) and its 2-means."""
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
@@ -221,3 +223,16 @@ def test_bad_features(features, name):
 def test_projection_dim_wider_than_features():
     with pytest.raises(ValueError, match="projection_dim"):
         HyperQuantizationTree(num_bits=2, projection_dim=8).fit(np.zeros((10, 4)))
+
+
+def test_get_config_rebuilds_an_identical_tree():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    tree = HyperQuantizationTree(6, depth_range=(2, 4), shared_tree=False, seed=3, kmeans_iterations=7,
+                                 projection_dim=3)
+    config = json.loads(json.dumps(tree.get_config()))
+    assert config == {"num_bits": 6, "depth_range": [2, 4], "shared_tree": False, "seed": 3,
+                      "kmeans_iterations": 7, "projection_dim": 3}
+    clone = HyperQuantizationTree(**config)
+    np.testing.assert_array_equal(clone.depths, tree.depths)
+    np.testing.assert_array_equal(clone.pseudo_bits(x), tree.pseudo_bits(x))

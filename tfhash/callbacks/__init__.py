@@ -1,6 +1,18 @@
-"""Keras callbacks: retrieval evaluation during training and state refreshers (HQT pseudo bits)."""
+"""Keras callbacks: retrieval evaluation during training, and the refreshers of sample-indexed supervision.
 
+- `SupervisionRefresher`: the base of the callbacks that write a model's label-free supervision (at the start
+  of training when unassigned, optionally every n epochs, seeds derived from the epoch).
+- `HQTPseudoBits`: HQT pseudo bits (`tfhash.supervision.HyperQuantizationTree`) into ``model.hqt``.
+- `CIMONPseudoSimilarityRefresher`: CIMON's pseudo-similarity (`tfhash.supervision.CIMONPseudoSimilarity`)
+  into a `tfhash.models.CIMONHasher`.
+- `RetrievalEvaluation`: mAP of the current codes every n epochs.
+
+A model lists the refreshers it needs with ``model.supervision_refreshers(train_features)``.
+"""
+
+from tfhash.callbacks.cimon_pseudo_similarity_refresher import CIMONPseudoSimilarityRefresher
 from tfhash.callbacks.hqt_pseudo_bits import HQTPseudoBits
 from tfhash.callbacks.retrieval_evaluation import RetrievalEvaluation
+from tfhash.callbacks.supervision_refresher import SupervisionRefresher
 
-__all__ = ["HQTPseudoBits", "RetrievalEvaluation"]
+__all__ = ["CIMONPseudoSimilarityRefresher", "HQTPseudoBits", "RetrievalEvaluation", "SupervisionRefresher"]

@@ -1,21 +1,25 @@
 """Keras callback that writes HQT pseudo bits into a hasher's HQT regulariser, and optionally redraws them."""
 
-import keras
-
-from tfhash._validation import check_int
+from tfhash.callbacks.supervision_refresher import SupervisionRefresher
 from tfhash.supervision.hyper_quantization_tree import HyperQuantizationTree
 
 
-class HQTPseudoBits(keras.callbacks.Callback):
+class HQTPseudoBits(SupervisionRefresher):
     """Fits a `HyperQuantizationTree` on training features and assigns its pseudo bits to ``model.hqt``.
 
-    At the start of training the tree is fitted on ``features`` and its pseudo bits are written into the
-    model's `HQTRegularizer` (``model.hqt.assign``), unless they were already assigned (a model restored from a
-    checkpoint or trained before keeps its bits) or ``refit_on_train_begin=True``. With ``every_n_epochs``
-    the bits are redrawn after every n-th epoch with a fresh tree seed (``seed + 1``, ``seed + 2``, … for the
-    first, second, … redraw): new depths and leaf partitions and, with ``shared_tree=False``, new k-means
-    seeds. ``features`` may be a callable ``model -> (n, d) array``, evaluated at each draw: with a fine-tuned
+    A `SupervisionRefresher`: at the start of training the tree is fitted on ``features`` and its pseudo bits
+    are written into the model's `HQTRegularizer` (``model.hqt.assign``), unless they were already assigned (a
+    model restored from a file or checkpoint, or trained before, keeps its bits) or
+    ``refit_on_train_begin=True``. With ``every_n_epochs=n`` the bits are redrawn after every n-th epoch with
+    a fresh tree seed: the bits used from epoch ``e`` on come from the tree seeded ``tree.seed + e // n``
+    (``tree.seed`` first, ``tree.seed + 1`` after epoch n − 1, …): new depths and leaf partitions and, with
+    ``shared_tree=False``, new k-means seeds. The seed depends on the epoch only, so a run resumed with
+    ``fit(..., initial_epoch=e)`` and a new callback draws the same trees as the uninterrupted run.
+    ``features`` may be a callable ``model -> (n, d) array``, evaluated at each draw: with a fine-tuned
     backbone the trees then follow the current features.
+
+    `tfhash.models.Hasher.supervision_refreshers` builds this callback from the regulariser's own settings
+    (``HQTRegularizer(..., tree=..., every_n_epochs=...)``); build it by hand for anything else.
 
     Args:
         tree: a `HyperQuantizationTree` giving the configuration (num_bits must equal the model's) and the
@@ -25,6 +29,9 @@ class HQTPseudoBits(keras.callbacks.Callback):
         every_n_epochs: None (draw once) or int >= 1, redraw after every n-th epoch.
         refit_on_train_begin: bool, draw at the start of training even if the model already holds bits.
         verbose: 1 prints one line per draw.
+
+    Attributes:
+        draws (= refreshes): how many times this callback has assigned bits.
 
     Example:
 
@@ -38,18 +45,27 @@ class HQTPseudoBits(keras.callbacks.Callback):
     """
 
     def __init__(self, tree, features, every_n_epochs=None, refit_on_train_begin=False, verbose=0):
-        super().__init__()
         if not isinstance(tree, HyperQuantizationTree):
             raise ValueError(f"`tree` must be a tfhash.supervision.HyperQuantizationTree, got {tree!r}.")
+        super().__init__(
+            features, every_n_epochs=every_n_epochs, refit_on_train_begin=refit_on_train_begin, verbose=verbose
+        )
         self.tree = tree
-        self.features = features
-        self.every_n_epochs = check_int(every_n_epochs, "every_n_epochs", minimum=1, allow_none=True)
-        self.refit_on_train_begin = bool(refit_on_train_begin)
-        self.verbose = verbose
-        self.draws = 0
 
-    def _regularizer(self):
-        hqt = getattr(self.model, "hqt", None)
+    @property
+    def draws(self):
+        return self.refreshes
+
+    def tree_for(self, epoch):
+        """The tree whose bits are used from ``epoch`` on: ``tree`` itself, or a copy seeded
+        ``tree.seed + refresh_index(epoch)``."""
+        offset = self.refresh_index(epoch)
+        if offset == 0:
+            return self.tree
+        return HyperQuantizationTree(**{**self.tree.get_config(), "seed": self.tree.seed + offset})
+
+    def check(self, model):
+        hqt = getattr(model, "hqt", None)
         if hqt is None:
             raise ValueError("HQTPseudoBits needs a model built with an HQT regulariser (`hqt=HQTRegularizer(n)`).")
         if hqt.num_bits != self.tree.num_bits:
@@ -58,26 +74,13 @@ class HQTPseudoBits(keras.callbacks.Callback):
             )
         return hqt
 
-    def draw(self):
-        """Fits a tree (seed ``tree.seed + draws``) on the features and assigns its pseudo bits to the model."""
-        hqt = self._regularizer()
-        features = self.features(self.model) if callable(self.features) else self.features
-        tree = self.tree
-        if self.draws:
-            tree = HyperQuantizationTree(
-                tree.num_bits, depth_range=tree.depth_range, shared_tree=tree.shared_tree,
-                seed=tree.seed + self.draws, kmeans_iterations=tree.kmeans_iterations,
-                projection_dim=tree.projection_dim,
-            )
-        hqt.assign(tree.pseudo_bits(features))
+    def is_assigned(self, model):
+        return bool(self.check(model).assigned.numpy())
+
+    def refresh(self, model, epoch):
+        """Fits the tree for ``epoch`` on the features and assigns its pseudo bits to ``model.hqt``."""
+        hqt = self.check(model)
+        tree = self.tree_for(epoch)
+        hqt.assign(tree.pseudo_bits(self.current_features(model)))
         if self.verbose:
             print(f"HQTPseudoBits: pseudo bits drawn with tree seed {tree.seed} (depths {tree.depth_range}).")
-        self.draws += 1
-
-    def on_train_begin(self, logs=None):
-        if self.refit_on_train_begin or not bool(self._regularizer().assigned.numpy()):
-            self.draw()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.every_n_epochs is not None and (epoch + 1) % self.every_n_epochs == 0:
-            self.draw()

@@ -1,16 +1,22 @@
-"""FeatureBank: frozen-backbone features computed once, cached on disk, served like the image pipelines."""
+"""FeatureBank: frozen-backbone features computed once, cached on disk, served like the image pipelines.
+
+Its datasets have the named elements of `tfhash.batches`, as the image pipelines: training data yields
+``{"inputs": features, "sample_index": i}`` (``inputs`` a pair of views for two augmentations), evaluation
+data ``{"inputs": features, "labels": labels}``.
+"""
 
 import hashlib
 import json
 import os
 import re
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfhash._atomic import write_atomically, write_text
 from tfhash._validation import check_int
+from tfhash.batches import INPUTS, LABELS, SAMPLE_INDEX
 from tfhash.data.augment.augmentation import check_size, fold_seed
 from tfhash.data.image_set import ImageSet
 from tfhash.data.pipelines import (
@@ -39,9 +45,9 @@ class FeatureBank:
     the backbone. The bank stores, for the training split, the features of ``views`` fixed augmentations of
     every image (view ``v`` is exactly what ``training_dataset(..., view=v)`` yields for that seed), and for
     each evaluation split the features of the plain (resized) images. `training_dataset` then serves
-    ``(features, sample_index)``, or ``((features_a, features_b), sample_index)`` for a pair of augmentations,
-    with the same seeded order as the image pipeline; each epoch, each sample gets one of its stored views,
-    drawn per (seed, epoch, sample):
+    ``{"inputs": features, "sample_index": i}``, ``inputs`` a pair ``(features_a, features_b)`` for a pair of
+    augmentations, with the same seeded order as the image pipeline; each epoch, each sample gets one of its
+    stored views, drawn per (seed, epoch, sample):
     - one augmentation: a view uniformly from the ``views`` stored;
     - a pair of identical augmentations (e.g. ``(cibhash_view(), cibhash_view())``): one set of views is
       stored and each sample gets two different views of it (``views >= 2``);
@@ -95,7 +101,7 @@ class FeatureBank:
     >>> bank = FeatureBank(tfhash.backbones.get("vgg16"), pool, protocol=split.protocol, train=split.train,
     ...                    evaluation={"query": split.query, "database": split.database},
     ...                    augment=(cibhash_view(224), cibhash_view(224)), views=5, seed=0)
-    >>> model.fit(bank.training_dataset(batch_size=64), epochs=60)    # ((f1, f2), sample_index) batches
+    >>> model.fit(bank.training_dataset(batch_size=64), epochs=60)    # {"inputs": (f1, f2), "sample_index"}
     >>> database_codes = model.predict(bank.evaluation_dataset("database", batch_size=256))
 
     Reference:
@@ -195,9 +201,10 @@ class FeatureBank:
     ):
         """Training features as `training_dataset` would give the backbone's outputs on augmented images.
 
-        Yields ``(features, sample_index)``, or ``((features_a, features_b), sample_index)`` when the bank was
-        built with a pair of augmentations; float32 features, int64 positions in the training split. The order
-        is that of `tfhash.data.pipelines.training_dataset` with the same ``seed`` and ``shuffle``.
+        Yields ``{"inputs": features, "sample_index": i}``, ``inputs`` a pair ``(features_a, features_b)`` when
+        the bank was built with a pair of augmentations; float32 features, int64 positions in the training
+        split. The order is that of `tfhash.data.pipelines.training_dataset` with the same ``seed`` and
+        ``shuffle``.
 
         Args:
             batch_size: int, the global batch size.
@@ -223,19 +230,19 @@ class FeatureBank:
             key = fold_seed(fold_seed(base_seed, epoch_key), position)
             first = pick(fold_seed(key, 0), views)
             if not self.two_view:
-                return tf.cast(features[0, first, position], tf.float32), position
+                return {INPUTS: tf.cast(features[0, first, position], tf.float32), SAMPLE_INDEX: position}
             if self.shared_views:  # a different view: shift by 1 .. views - 1
                 second, source = (first + 1 + pick(fold_seed(key, 1), views - 1)) % views, 0
             else:
                 second, source = pick(fold_seed(key, 1), views), 1
             pair = (features[0, first, position], features[source, second, position])
-            return tuple(tf.cast(f, tf.float32) for f in pair), position
+            return {INPUTS: tuple(tf.cast(f, tf.float32) for f in pair), SAMPLE_INDEX: position}
 
         positions = tf.data.Dataset.range(features.shape[2])
         return _pipeline(positions, example, batch_size, seed, shuffle, drop_remainder, input_context)
 
     def evaluation_dataset(self, split, batch_size, *, input_context=None):
-        """``(features, labels)`` of an evaluation split, in index order (float32 features).
+        """``{"inputs": features, "labels": labels}`` of an evaluation split, in index order (float32 features).
 
         Args:
             split: name of a split given in ``evaluation``.
@@ -250,7 +257,10 @@ class FeatureBank:
                 f"`split` must be one of the evaluation splits {sorted(self.evaluation)}, got {split!r}."
             )
         data = tf.data.Dataset.from_tensor_slices(
-            (self.evaluation[split].astype(np.float32), self.image_set.labels[self.indices[split]])
+            {
+                INPUTS: self.evaluation[split].astype(np.float32),
+                LABELS: self.image_set.labels[self.indices[split]],
+            }
         )
         if input_context is not None:
             data = data.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -294,8 +304,8 @@ class FeatureBank:
             return np.load(path)
         features = self._extract(split)
         os.makedirs(self.directory, exist_ok=True)
-        _write_atomically(path[: -len(".npy")] + ".json", lambda f: f.write(text.encode()))
-        _write_atomically(path, lambda f: np.save(f, features))
+        write_text(path[: -len(".npy")] + ".json", text)
+        write_atomically(path, lambda file: np.save(file, features), mode="wb")
         self.extracted.append(split)
         return features
 
@@ -324,7 +334,8 @@ class FeatureBank:
                 image_size=self.image_size,
                 channels=self.channels,
             )
-            for images, positions in data:
+            for batch in data:
+                images, positions = batch[INPUTS], batch[SAMPLE_INDEX]
                 for stream, batch in enumerate(images if streams == 2 else (images,)):
                     output = self._run_backbone(batch)
                     if output.shape.rank != 2:
@@ -373,17 +384,3 @@ def _weights_fingerprint(model):
         digest.update(f"{value.dtype}:{value.shape};".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
-
-
-def _write_atomically(path, write):
-    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it to ``path``."""
-    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.remove(temporary)
-        raise

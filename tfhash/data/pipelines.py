@@ -1,9 +1,10 @@
 """tf.data pipelines over an ImageSet: training data with sample indices, evaluation data with labels.
 
-Training data yields ``(images, sample_index)``, or ``((view_1, view_2), sample_index)`` with two
-augmentations, where ``sample_index`` is the position in the training index array (0 .. n_train - 1): the
-index by which sample-indexed model state is gathered. Evaluation data yields ``(images, labels)`` in index
-order. Pixels come out as uint8 (backbones do their own preprocessing); feature ImageSets come out as float32.
+Elements are named (`tfhash.batches`). Training data yields ``{"inputs": images, "sample_index": i}``, with
+``inputs`` a pair ``(view_1, view_2)`` for two augmentations, where ``sample_index`` is the position in the
+training index array (0 .. n_train - 1): the index by which sample-indexed model state is gathered.
+Evaluation data yields ``{"inputs": images, "labels": labels}`` in index order. Pixels come out as uint8
+(backbones do their own preprocessing); feature ImageSets come out as float32.
 
 Determinism: the order comes from a seeded ``shuffle`` reshuffled at every iteration (epoch), and every random
 draw of the augmentations from a stateless seed folded from (``seed``, an epoch key, the sample's position),
@@ -26,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfhash._validation import check_int
+from tfhash.batches import INPUTS, LABELS, SAMPLE_INDEX
 from tfhash.data.augment.augmentation import Augmentation, check_size, fold_seed
 from tfhash.data.image_set import ImageSet
 
@@ -50,7 +52,8 @@ def training_dataset(
     cache=False,
     input_context=None,
 ):
-    """Training data: ``(images, sample_index)``, or ``((view_1, view_2), sample_index)`` with two views.
+    """Training data: ``{"inputs": images, "sample_index": i}``, ``inputs`` a pair ``(view_1, view_2)`` with
+    two views.
 
     Per sample: read (a file path is decoded as JPEG / PNG / GIF / BMP, in parallel with deterministic order),
     augment, resize to ``image_size`` when the result has another size, round to uint8. ``sample_index`` is
@@ -79,14 +82,16 @@ def training_dataset(
             per replica.
 
     Returns:
-        A `tf.data.Dataset`.
+        A `tf.data.Dataset` of dicts ``{"inputs": ..., "sample_index": ...}`` (keys `tfhash.batches.INPUTS`,
+        `tfhash.batches.SAMPLE_INDEX`).
 
     Example:
 
     >>> pool = ImageSet("toy", np.zeros((10, 32, 32, 3), np.uint8), np.arange(10) % 2)
     >>> view = cibhash_view(64)
     >>> data = training_dataset(pool, np.arange(8), batch_size=4, augment=(view, view), seed=0)
-    >>> (v1, v2), index = next(iter(data))
+    >>> batch = next(iter(data))
+    >>> (v1, v2), index = batch["inputs"], batch["sample_index"]
     >>> v1.shape, v1.dtype, index.dtype
     (TensorShape([4, 64, 64, 3]), tf.uint8, tf.int64)
     """
@@ -103,7 +108,7 @@ def training_dataset(
     def example(position, epoch_key, sample=None):
         sample = read(position) if sample is None else sample
         if image_set.kind == "features" or not augments:
-            return _finish(sample, size), position
+            return {INPUTS: _finish(sample, size), SAMPLE_INDEX: position}
         if view is not None:  # a fixed view: the same augmentation at every epoch
             draw = fold_seed(fold_seed(base_seed, FIXED_VIEW_STREAM), view)
         else:  # a fresh augmentation: the epoch key changes at every epoch
@@ -113,7 +118,7 @@ def training_dataset(
             _finish(augment(sample[None], training=True, seed=fold_seed(draw, k))[0], size)
             for k, augment in enumerate(augments)
         )
-        return (views if len(views) == 2 else views[0]), position
+        return {INPUTS: views if len(views) == 2 else views[0], SAMPLE_INDEX: position}
 
     if image_set.kind == "files" and cache:
         # Cache decoded images in index order, then shuffle (position, image) pairs: the same permutation as
@@ -132,7 +137,8 @@ def training_dataset(
 def evaluation_dataset(
     image_set, indices, batch_size, *, image_size=None, channels=3, cache=False, input_context=None
 ):
-    """Evaluation data: ``(images, labels)`` in the order of ``indices``, without augmentation.
+    """Evaluation data: ``{"inputs": images, "labels": labels}`` in the order of ``indices``, without
+    augmentation.
 
     Args:
         image_set: the `ImageSet` to read.
@@ -146,13 +152,14 @@ def evaluation_dataset(
             interleaved part, in order) and batch per replica.
 
     Returns:
-        A `tf.data.Dataset` of ``(images, labels)``, labels as the ImageSet holds them (ids or multi-hot).
+        A `tf.data.Dataset` of dicts ``{"inputs": images, "labels": labels}``, labels as the ImageSet holds
+        them (ids or multi-hot).
 
     Example:
 
     >>> pool = ImageSet("toy", np.zeros((10, 32, 32, 3), np.uint8), np.arange(10) % 2)
-    >>> images, labels = next(iter(evaluation_dataset(pool, np.arange(10), batch_size=4, image_size=64)))
-    >>> images.shape, labels.numpy()
+    >>> batch = next(iter(evaluation_dataset(pool, np.arange(10), batch_size=4, image_size=64)))
+    >>> batch["inputs"].shape, batch["labels"].numpy()
     (TensorShape([4, 64, 64, 3]), array([0, 1, 0, 1]))
     """
     indices = _check_indices(image_set, indices)
@@ -167,7 +174,7 @@ def evaluation_dataset(
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     data = data.map(
         tf.autograph.experimental.do_not_convert(
-            lambda position: (_finish(read(position), size), tf.gather(labels, position))
+            lambda position: {INPUTS: _finish(read(position), size), LABELS: tf.gather(labels, position)}
         ),
         num_parallel_calls=AUTOTUNE,
         deterministic=True,

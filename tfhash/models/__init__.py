@@ -3,14 +3,31 @@
 - `BiHalfHasher` (Bi-half), `GreedyHasher` (GreedyHash), `CIBHasher` (CIBHash), `CIMONHasher` (CIMON).
 - `HashGAN`: generative adversarial hashing trained from scratch on images (its own G / D / E and step).
 - `HQTRegularizer`: the Hyper-Quantization-Tree BCE term any of them takes as ``hqt=``.
+- `HashingModel`: the base of `Hasher` and `HashGAN` (``num_bits``, ``encode``, ``predict``, loss trackers,
+  ``serving_interface()`` and ``export``).
+- `get(name, **config)`: a model by name (`NAMES`: "bihalf", "greedyhash", "cibhash", "cimon", "hashgan").
 """
 
 from tfhash.models.bi_half_hasher import BiHalfHasher
 from tfhash.models.cib_hasher import CIBHasher
 from tfhash.models.cimon_hasher import CIMONHasher
+from tfhash.models.factory import NAMES, get, get_class
 from tfhash.models.greedy_hasher import GreedyHasher
 from tfhash.models.hash_gan import HashGAN
 from tfhash.models.hasher import Hasher
+from tfhash.models.hashing_model import HashingModel
 from tfhash.models.hqt_regularizer import HQTRegularizer
 
-__all__ = ["BiHalfHasher", "CIBHasher", "CIMONHasher", "GreedyHasher", "HashGAN", "Hasher", "HQTRegularizer"]
+__all__ = [
+    "BiHalfHasher",
+    "CIBHasher",
+    "CIMONHasher",
+    "GreedyHasher",
+    "HashGAN",
+    "Hasher",
+    "HashingModel",
+    "HQTRegularizer",
+    "NAMES",
+    "get",
+    "get_class",
+]

@@ -13,8 +13,9 @@ class BiHalfHasher(Hasher):
 
     The loss compares the codes' cosine similarities with those of the backbone features ``x`` over all pairs
     of the batch (`SimilarityPreservingLoss`); the released code pairs the first half of a batch with the
-    second, an unbiased subset of the same pairs. Train on ``(features, sample_index)`` batches of a
-    `FeatureBank` (frozen backbone, the paper's setting) or on ``(images, sample_index)`` with a backbone.
+    second, an unbiased subset of the same pairs. Train on ``{"inputs": features, "sample_index": i}`` batches
+    of a `FeatureBank` (frozen backbone, the paper's setting), on image batches of
+    `tfhash.data.training_dataset` with a backbone, or on the inputs alone (``fit(features)``) without HQT.
     With ``drop_remainder=False`` a last batch of one sample would break the Bi-half layer: drop it.
 
     Args:

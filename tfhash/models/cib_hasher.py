@@ -11,9 +11,10 @@ from tfhash.losses.nt_xent import nt_xent_loss
 from tfhash.models.hasher import Hasher
 
 _TWO_VIEWS = (
-    "CIBHasher trains on two augmented views of every sample: the data must yield ((view_a, view_b), "
-    "sample_index) batches (a FeatureBank built with a pair of augmentations, or "
-    "tfhash.data.training_dataset with augment=(view, view)), or (view_a, view_b) pairs; got {}."
+    "CIBHasher trains on two augmented views of every sample: the data must yield "
+    "{{'inputs': (view_a, view_b), 'sample_index': i}} batches (a FeatureBank built with a pair of "
+    "augmentations, or tfhash.data.training_dataset with augment=(view, view)), or {{'inputs': (view_a, "
+    "view_b)}} without HQT; got {}."
 )
 
 
@@ -21,9 +22,10 @@ _TWO_VIEWS = (
 class CIBHasher(Hasher):
     """CIBHash: features → Dense(hidden) → ReLU → Dense(K) → sigmoid → p → `StochasticBinary` → ±1 codes.
 
-    Each sample comes as two augmented views. The head gives the per-bit Bernoulli probabilities ``p`` of each
-    view's code and the stochastic binary layer draws the codes ``b ~ Bernoulli(p)`` (as ±1) with a
-    straight-through gradient. The loss is
+    Each sample comes as two augmented views: batches ``{"inputs": (view_a, view_b), "sample_index": i}``
+    (`tfhash.batches`; the index is needed only with ``hqt``). The head gives the per-bit Bernoulli
+    probabilities ``p`` of each view's code and the stochastic binary layer draws the codes
+    ``b ~ Bernoulli(p)`` (as ±1) with a straight-through gradient. The loss is
 
         ``L = NT-Xent(b⁽¹⁾, b⁽²⁾; τ) + β · (KL(p⁽¹⁾ ‖ p⁽²⁾) + KL(p⁽²⁾ ‖ p⁽¹⁾)) / 2``
 
@@ -67,7 +69,7 @@ class CIBHasher(Hasher):
     >>> bank = FeatureBank(vgg16, images, protocol, augment=(cibhash_view(224), cibhash_view(224)), views=5)
     >>> model = CIBHasher(64, feature_size=4096, seed=0)
     >>> model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    >>> model.fit(bank.training_dataset(batch_size=64), epochs=60)   # ((view_a, view_b), sample_index)
+    >>> model.fit(bank.training_dataset(batch_size=64), epochs=60)   # {"inputs": (view_a, view_b), ...}
     >>> codes = model.predict(bank.evaluation_dataset("database", batch_size=256))   # ±1
 
     Reference:
@@ -81,6 +83,7 @@ class CIBHasher(Hasher):
     """
 
     loss_terms = ("contrastive", "kl")
+    num_views = 2
 
     def __init__(
         self,

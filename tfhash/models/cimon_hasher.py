@@ -6,23 +6,32 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfhash._validation import check_int, check_number
+from tfhash._validation import check_builder_settings, check_int, check_number
+from tfhash.callbacks.cimon_pseudo_similarity_refresher import CIMONPseudoSimilarityRefresher
 from tfhash.losses.nt_xent import nt_xent_loss
 from tfhash.models.hasher import Hasher
+from tfhash.supervision.cimon_pseudo_similarity import CIMONPseudoSimilarity
 
 _TWO_VIEWS = (
     "CIMONHasher trains on two augmented views of every sample (weak and strong): the data must yield "
-    "((weak_view, strong_view), sample_index) batches (a FeatureBank built with a pair of augmentations, or "
-    "tfhash.data.training_dataset with augment=(weak, strong)); got {}."
+    "{{'inputs': (weak_view, strong_view), 'sample_index': i}} batches (a FeatureBank built with a pair of "
+    "augmentations, or tfhash.data.training_dataset with augment=(weak, strong)); got {}."
 )
 _NEEDS_INDEX = (
     "CIMONHasher gathers its pseudo-similarity by sample index: the data must yield "
-    "((weak_view, strong_view), sample_index) batches."
+    "{'inputs': (weak_view, strong_view), 'sample_index': i} batches."
 )
 _NOT_ASSIGNED = (
-    "CIMONHasher has no pseudo-similarity yet: assign it before training, with "
+    "CIMONHasher has no pseudo-similarity yet: train with `callbacks=model.supervision_refreshers(train_features)` "
+    "(a `tfhash.callbacks.CIMONPseudoSimilarityRefresher`), or assign it before training with "
     "`model.assign_pseudo_similarity(CIMONPseudoSimilarity().fit(train_features))`."
 )
+_OUT_OF_RANGE = (
+    "CIMONHasher: a sample index is outside [0, num_samples) with num_samples={}: the data's 'sample_index' "
+    "must be positions in the training set the pseudo-similarity was fitted on."
+)
+# CIMONPseudoSimilarity arguments that `pseudo_similarity=` may set.
+_PSEUDO_SIMILARITY_KEYS = ("distance_threshold", "alpha", "beta", "num_clusters", "eigen_solver", "seed")
 # columns of the `similarity_statistics` weight, one row per target set
 _THRESHOLD, _MODE, _LEFT_SCALE, _RIGHT_SCALE = range(4)
 _FLOAT32_INTEGERS = 2**24  # cluster ids are stored as float32, exact below this
@@ -32,9 +41,12 @@ _FLOAT32_INTEGERS = 2**24  # cluster ids are stored as float32, exact below this
 class CIMONHasher(Hasher):
     """CIMON: features → Dense(K) → tanh → codes ``v``; a pseudo-similarity loss on two views + 0.3·NT-Xent.
 
-    Each training sample comes as two augmented views (weak, strong) with its index in the training set. The
-    pseudo-similarity S (±1) and its confidence W = W1·W2 (`tfhash.supervision.CIMONPseudoSimilarity`) are
-    computed once from training features and assigned with `assign_pseudo_similarity`. With ``H⁽ᵃ⁾ =
+    Each training sample comes as two augmented views (weak, strong) with its index in the training set:
+    batches ``{"inputs": (weak, strong), "sample_index": i}`` (`tfhash.batches`). The pseudo-similarity S
+    (±1) and its confidence W = W1·W2 (`tfhash.supervision.CIMONPseudoSimilarity`, settings in
+    ``pseudo_similarity``) are computed once from training features, before training, by the
+    `tfhash.callbacks.CIMONPseudoSimilarityRefresher` that `supervision_refreshers` builds (or by hand with
+    `assign_pseudo_similarity`). With ``H⁽ᵃ⁾ =
     v⁽ᵃ⁾v⁽ᵃ⁾ᵀ/K`` the code inner products of view a within the batch (B × B), the loss is
 
         ``L = Σ_{a ∈ {weak, strong}} Σ_{t ∈ {1, 2}} (1/B²) Σ_ij W⁽ᵗ⁾_ij |S⁽ᵗ⁾_ij| (H⁽ᵃ⁾_ij − S⁽ᵗ⁾_ij)²``
@@ -68,8 +80,10 @@ class CIMONHasher(Hasher):
     - Released defaults: VGG16 fc7 + ReLU → Linear → tanh, fine-tuned end to end; SGD 1e-3, momentum 0.9,
       weight decay 1e-5, batch 24, 150 epochs; pseudo-similarity threshold 0.1, 70 spectral clusters.
 
-    The fitted state is checked before use: training before `assign_pseudo_similarity` raises an error
-    (`fit` / `evaluate` check it up front, so it also holds under XLA, which drops in-graph assertions).
+    The fitted state is checked before use: ``fit`` refuses to start without a pseudo-similarity or its
+    refresher among the callbacks; a step on an unassigned state, or with a sample index outside
+    ``[0, num_samples)``, raises an error eagerly and in graph mode, and gives a NaN loss and gradient under
+    XLA (which drops in-graph assertions).
 
     Args:
         num_bits: code length K.
@@ -79,9 +93,13 @@ class CIMONHasher(Hasher):
         per_view_similarity: bool, one pseudo-similarity per view (released code) instead of one shared.
         similarity_feature_size: int >= 1 or None, D of the features the pseudo-similarity is fitted on;
             None uses ``feature_size`` (the backbone's features, or the input features).
+        pseudo_similarity: None (the defaults: threshold 0.1, 70 clusters, ...) or a dict of
+            `tfhash.supervision.CIMONPseudoSimilarity` arguments, the settings of the pseudo-similarity that
+            `supervision_refreshers` fits; without ``seed`` it takes the model's seed (0 when it has none).
         backbone, feature_size, hqt, seed, **kwargs: see `Hasher`.
 
-    Call arguments (of `self_loss`, through ``fit``): batches ``((weak_view, strong_view), sample_index)``.
+    Call arguments (of `self_loss`, through ``fit``): batches ``{"inputs": (weak_view, strong_view),
+    "sample_index": i}``.
 
     Example (a frozen backbone's cached features; the paper fine-tunes VGG16 end to end: pass
     ``backbone=tfhash.backbones.get("vgg16", trainable=True)`` and train on
@@ -91,12 +109,12 @@ class CIMONHasher(Hasher):
     >>> bank = FeatureBank(vgg16, pool, protocol=split.protocol, train=split.train,
     ...                    evaluation={"query": split.query, "database": split.database},
     ...                    augment=(weak, strong), views=5, seed=0)
-    >>> similarity = CIMONPseudoSimilarity(distance_threshold=0.1, num_clusters=70, seed=0)
-    >>> similarity.fit(bank.train[0, 0])   # the first stored weak view of every training image
-    >>> model = CIMONHasher(64, num_samples=len(split.train), feature_size=bank.feature_size, seed=0)
-    >>> model.assign_pseudo_similarity(similarity)   # once, before training
+    >>> model = CIMONHasher(64, num_samples=len(split.train), feature_size=bank.feature_size, seed=0,
+    ...                     pseudo_similarity={"distance_threshold": 0.1, "num_clusters": 70})
     >>> model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9, weight_decay=1e-5))
-    >>> model.fit(bank.training_dataset(batch_size=24), epochs=150)   # ((weak, strong), sample_index)
+    >>> # the refresher fits the pseudo-similarity on the first stored weak view of every training image
+    >>> model.fit(bank.training_dataset(batch_size=24), epochs=150,   # {"inputs": (weak, strong), ...}
+    ...           callbacks=model.supervision_refreshers(bank.train[0, 0]))
     >>> codes = model.predict(bank.evaluation_dataset("database", batch_size=256))   # ±1
 
     Reference:
@@ -107,6 +125,7 @@ class CIMONHasher(Hasher):
     """
 
     loss_terms = ("similarity", "contrastive")
+    num_views = 2
 
     def __init__(
         self,
@@ -116,6 +135,7 @@ class CIMONHasher(Hasher):
         temperature=0.5,
         per_view_similarity=False,
         similarity_feature_size=None,
+        pseudo_similarity=None,
         backbone=None,
         feature_size=None,
         hqt=None,
@@ -135,6 +155,9 @@ class CIMONHasher(Hasher):
             self.similarity_feature_size = check_int(
                 similarity_feature_size, "similarity_feature_size", minimum=1
             )
+        self.pseudo_similarity = check_builder_settings(
+            pseudo_similarity, "pseudo_similarity", CIMONPseudoSimilarity, _PSEUDO_SIMILARITY_KEYS
+        )
         self.head = keras.layers.Dense(
             num_bits, activation="tanh", kernel_initializer=self.initializer(), name="hash"
         )
@@ -220,8 +243,13 @@ class CIMONHasher(Hasher):
             raise ValueError(f"`target_set` must be in range({self.num_target_sets}), got {target_set!r}.")
         index = tf.cast(tf.reshape(sample_index, [-1]), tf.int32)
         assigned = self.pseudo_similarity_assigned
-        checked = tf.debugging.assert_equal(assigned, tf.ones_like(assigned), message=_NOT_ASSIGNED)
-        with tf.control_dependencies([checked]):
+        message = _OUT_OF_RANGE.format(self.num_samples)
+        checks = [
+            tf.debugging.assert_equal(assigned, tf.ones_like(assigned), message=_NOT_ASSIGNED),
+            tf.debugging.assert_non_negative(index, message=message),
+            tf.debugging.assert_less(index, self.num_samples, message=message),
+        ]
+        with tf.control_dependencies(checks):
             rows = index + target_set * self.num_samples
         # `.value` is the variable itself: a sparse read of B rows instead of reading all n × D.
         x = tf.gather(self.similarity_features.value, rows)
@@ -241,7 +269,10 @@ class CIMONHasher(Hasher):
         # W2: 1 where the spectral clustering agrees with S
         agrees = tf.equal(tf.equal(clusters[:, None], clusters[None, :]), similar)
         w = w1 * tf.cast(agrees, tf.float32)
-        return s, w
+        # XLA drops the assertions above (and its gather clamps out-of-range rows): NaN weights, hence a NaN
+        # loss and gradient, keep training on an unassigned state or wrong indices from passing unnoticed.
+        valid = (assigned > 0) & tf.reduce_all((index >= 0) & (index < self.num_samples))
+        return s, w * tf.where(valid, 1.0, float("nan"))
 
     # --- training -----------------------------------------------------------------------------------------
 
@@ -268,17 +299,30 @@ class CIMONHasher(Hasher):
         loss = similarity + self.contrastive_weight * contrastive
         return loss, {"similarity": similarity, "contrastive": contrastive}, views
 
-    def fit(self, *args, **kwargs):
-        self._check_assigned()
-        return super().fit(*args, **kwargs)
+    @property
+    def needs_sample_index(self):
+        return True
 
-    def evaluate(self, *args, **kwargs):
-        self._check_assigned()
-        return super().evaluate(*args, **kwargs)
+    # --- supervision --------------------------------------------------------------------------------------
 
-    def _check_assigned(self):
+    def pseudo_similarity_builder(self):
+        """An unfitted `CIMONPseudoSimilarity` with this model's ``pseudo_similarity`` settings (seeded with
+        the model's seed unless they set one)."""
+        return CIMONPseudoSimilarity(**{"seed": self._supervision_seed(), **(self.pseudo_similarity or {})})
+
+    def supervision_refreshers(self, features, verbose=0):
+        """The pseudo-similarity's refresher (`tfhash.callbacks.CIMONPseudoSimilarityRefresher`), then the
+        base's (HQT). ``features``: the training features (n, D) in sample-index order, a pair of them with
+        ``per_view_similarity=True``, or a callable ``model -> either``; see `Hasher.supervision_refreshers`."""
+        own = CIMONPseudoSimilarityRefresher(self.pseudo_similarity_builder(), features, verbose=verbose)
+        return [own, *super().supervision_refreshers(features, verbose=verbose)]
+
+    def _unassigned_supervision(self):
+        unassigned = []
         if float(keras.ops.convert_to_numpy(self.pseudo_similarity_assigned)) != 1.0:
-            raise ValueError(_NOT_ASSIGNED)
+            how = "model.assign_pseudo_similarity(CIMONPseudoSimilarity().fit(train_features))"
+            unassigned.append(("pseudo-similarity", CIMONPseudoSimilarityRefresher, how))
+        return unassigned + super()._unassigned_supervision()
 
     # --- saving -------------------------------------------------------------------------------------------
 
@@ -289,6 +333,7 @@ class CIMONHasher(Hasher):
             "temperature": self.temperature,
             "per_view_similarity": self.per_view_similarity,
             "similarity_feature_size": self.similarity_feature_size,
+            "pseudo_similarity": None if self.pseudo_similarity is None else dict(self.pseudo_similarity),
         }
         return {**super().get_config(), **config}
 

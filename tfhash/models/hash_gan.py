@@ -3,17 +3,20 @@
 import keras
 import tensorflow as tf
 
+from tfhash import batches
 from tfhash._validation import check_int, check_number
 from tfhash.layers import ConsistencyTransform, WeightNormDense
 from tfhash.losses import hashgan as losses
 from tfhash.models import improved_gan
+from tfhash.models.hashing_model import HashingModel
+from tfhash.serving import ServingInterface
 
 # Paper §4: Adam(9e-4 decreasing linearly to 3e-4, β1 = 0.5, β2 = 0.999, ε = 1e-8).
 _LEARNING_RATE, _FINAL_LEARNING_RATE = 9e-4, 3e-4
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
-class HashGAN(keras.Model):
+class HashGAN(HashingModel):
     """Unsupervised generative adversarial hashing (HashGAN), trained from scratch on images.
 
     Three networks: a generator G fed with ``z = [z′, b′]``, uniform noise ``z′ ~ U(0, 1)`` concatenated with
@@ -34,8 +37,9 @@ class HashGAN(keras.Model):
 
     Inputs are images ``(batch, H, W, C)``, uint8 or float pixels in [0, 255]; the model scales them to the
     architecture's range ([0, 1] for ``"mnist"``, [−1, 1] for ``"cifar10"``, the generator's output range).
-    Training data are image batches, or the ``(images, sample_index)`` / ``(images, labels)`` batches of the
-    tfhash pipelines (the second element is ignored).
+    Training data are image batches, or the named batches of the tfhash pipelines (`tfhash.batches`:
+    ``{"inputs": images, "sample_index": i}`` or ``{"inputs": images, "labels": y}``; only the images are
+    read). Encoding, ``predict``, the trackers and ``export`` come from `tfhash.models.HashingModel`.
 
     Args:
         num_bits: int >= 1, the code length K (also the length of the generator's binary input b′).
@@ -104,8 +108,7 @@ class HashGAN(keras.Model):
         seed=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.num_bits = check_int(num_bits, "num_bits", minimum=1)
+        super().__init__(num_bits, **kwargs)
         if architecture not in improved_gan.ARCHITECTURES:
             raise ValueError(
                 f"`architecture` must be one of {sorted(improved_gan.ARCHITECTURES)}, got {architecture!r}."
@@ -143,8 +146,7 @@ class HashGAN(keras.Model):
         self.encoder_head = WeightNormDense(self.num_bits, seed=self._seed(301), name="encoder_head")
         self.discriminator_head.build((None, width))
         self.encoder_head.build((None, width))
-        names = ("encoder_loss", *self.loss_terms)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self._create_trackers(("encoder_loss", *self.loss_terms))
         self.built = True
 
     def _seed(self, offset):
@@ -167,12 +169,12 @@ class HashGAN(keras.Model):
         features = self.trunk(self.preprocess(inputs), training=training)
         return tf.sigmoid(self.encoder_head(features))
 
-    def encode(self, inputs):
-        """±1 codes (float32) of images: +1 where ``E(x) > 0.5`` (the paper's ``b = 1(t > 0.5)``), else −1."""
-        return tf.where(self(inputs, training=False) > 0.5, 1.0, -1.0)
+    def binarize_outputs(self, outputs):
+        """±1 codes (float32) of bit probabilities: +1 where ``E(x) > 0.5`` (the paper's ``b = 1(t > 0.5)``).
 
-    def predict_step(self, data):
-        return self.encode(data[0] if isinstance(data, tuple) else data)
+        `encode` (from `HashingModel`) applies it to ``call(images)``.
+        """
+        return tf.where(outputs > 0.5, 1.0, -1.0)
 
     def sample_generator_inputs(self, batch_size):
         """``(z′, b′)``: uniform noise (batch, noise_dim) and random bits (batch, K) in {0, 1}, float32."""
@@ -294,10 +296,6 @@ class HashGAN(keras.Model):
             + self.encoder_head.trainable_variables
         )
 
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
     def encoder_losses(self, real, transformed, generated, generator_bits, hash_weight, training):
         """The D/E terms (Eq. 2–4) of a batch of images in the model's range; the total: ``encoder_loss``."""
         size = tf.shape(real)[0]
@@ -340,8 +338,12 @@ class HashGAN(keras.Model):
         """1.0 once the D/E optimizer has taken ``hash_warmup_steps`` steps, else 0.0 (paper §4)."""
         return tf.cast(self.d_optimizer.iterations >= self.hash_warmup_steps, tf.float32)
 
+    def _images(self, data):
+        """The images of a training / evaluation batch (`tfhash.batches.unpack`), in the model's range."""
+        return self.preprocess(batches.unpack(data, type(self).__name__)[0])
+
     def train_step(self, data):
-        real = self.preprocess(data[0] if isinstance(data, tuple) else data)
+        real = self._images(data)
         batch_size = tf.shape(real)[0]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
 
@@ -368,17 +370,12 @@ class HashGAN(keras.Model):
         return self._track(terms)
 
     def test_step(self, data):
-        real = self.preprocess(data[0] if isinstance(data, tuple) else data)
+        real = self._images(data)
         uniform, generator_bits = self.sample_generator_inputs(tf.shape(real)[0])
         generated = self.generator(tf.concat([uniform, generator_bits], axis=1), training=False)
         terms = self.encoder_losses(real, real, generated, generator_bits, self.hash_weight(), training=False)
         terms["feature_matching"] = self.generator_loss(real, generated, training=False)
         return self._track(terms)
-
-    def _track(self, terms):
-        for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     # --- saving and serving -------------------------------------------------------------------------------
 
@@ -408,31 +405,23 @@ class HashGAN(keras.Model):
         )
         return cls(**config)
 
-    def _seed_states(self):
-        return [v for v in self.variables if v.path.endswith("seed_generator_state")]
+    def serving_interface(self):
+        """What the model serves (`tfhash.serving.ServingInterface`): uint8 images → `encode`'s codes.
 
-    def save_own_variables(self, store):
-        # Keras does not save random-generator states; storing them lets a reloaded model draw the same noise,
-        # bits and transformations as the original would have, so training resumes exactly.
-        super().save_own_variables(store)
-        for position, state in enumerate(self._seed_states()):
-            store[f"seed_state_{position}"] = state.numpy()
-
-    def load_own_variables(self, store):
-        keys = [key for key in store.keys() if key.startswith("seed_state_")]
-        super().load_own_variables({key: store[key] for key in store.keys() if key not in keys})
-        states = self._seed_states()
-        if len(keys) == len(states):
-            for position, state in enumerate(states):
-                state.assign(store[f"seed_state_{position}"])
-
-    def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
-        """Writes a serving SavedModel: uint8 images → ±1 and packed codes; see `tfhash.export`."""
-        from tfhash.export import export_encoder
-
-        if format != "tf_saved_model":
-            raise ValueError(f"HashGAN.export writes format='tf_saved_model' only, got format={format!r}.")
-        return export_encoder(self, filepath, verbose=verbose, **kwargs)
+        The encoder E takes images only (no feature input): the SavedModel has the ``serving_default``
+        images signature, with the scaling to ``pixel_range`` inside.
+        """
+        self._check_built()
+        low, high = self.pixel_range
+        return ServingInterface(
+            num_bits=self.num_bits,
+            model_class=type(self).__name__,
+            model_name=self.name,
+            image_shape=tuple(int(s) for s in self.image_shape),
+            encode_images=self.encode,
+            preprocessing=f"pixels / 255 scaled to [{low:g}, {high:g}]",
+            variables=self.variables,
+        )
 
 
 def _paper_transform(architecture, seed):

@@ -3,11 +3,14 @@
 import keras
 import tensorflow as tf
 
+from tfhash import batches
 from tfhash._validation import check_int
-from tfhash.layers.sign_ste import _sign
+from tfhash.callbacks.hqt_pseudo_bits import HQTPseudoBits
+from tfhash.models.hashing_model import HashingModel
+from tfhash.serving import ServingInterface
 
 
-class Hasher(keras.Model):
+class Hasher(HashingModel):
     """Base class of the hashing models: (backbone) → hash head → binarizer, trained by a custom step.
 
     A subclass builds ``self.head`` (continuous activations ``h``) and, optionally, ``self.binarizer`` (the
@@ -17,15 +20,22 @@ class Hasher(keras.Model):
     - ``call(inputs, training)``: backbone features → head → binarizer. Inputs are images (batch, H, W, C),
       uint8 or float in [0, 255], when the model has a backbone, else features (batch, feature_size).
     - `encode`: ±1 codes, ``sign(call(inputs, training=False))`` with ``sign(0) = +1``; ``predict`` returns
-      them too.
-    - ``train_step`` / ``test_step``: data are ``(inputs, sample_index)`` batches, as the tfhash pipelines
-      and the feature bank yield them (``inputs`` a tensor, or a pair of views for two-view methods), or
-      ``inputs`` alone for methods and regularisers that need no per-sample state. Both share `compute_losses`;
-      each named loss term is a `keras.metrics.Mean` tracker shown in the progress bar. ``test_step`` computes
-      the same terms in inference mode on such batches; retrieval quality is measured by
-      `tfhash.callbacks.RetrievalEvaluation`, not by ``evaluate``.
+      them too (for any batch `tfhash.batches.inputs_of` reads). `encode`, ``predict``, the trackers and
+      ``export`` come from `tfhash.models.HashingModel`; `serving_interface` declares what ``export`` serves.
+    - ``train_step`` / ``test_step``: data are named batches ``{"inputs": x, "sample_index": i}``, as the
+      tfhash pipelines and the feature bank yield them (``x`` a tensor, or a pair of views ``(view_a,
+      view_b)`` for two-view methods; `tfhash.batches`), or ``inputs`` alone (``fit(x)``) for methods and
+      regularisers that need no per-sample state. ``fit(x, y)`` is refused: the hashers train without targets.
+      Both steps share `compute_losses`; each named loss term is a `keras.metrics.Mean` tracker shown in the
+      progress bar. ``test_step`` computes the same terms in inference mode on such batches; retrieval quality
+      is measured by `tfhash.callbacks.RetrievalEvaluation`, not by ``evaluate``.
     - The optional HQT regulariser (`tfhash.models.HQTRegularizer`): with ``hqt`` set, the loss is
       ``(1 − α)·L_self + α·L_HQT`` (HQT Eq. 3) on the codes the subclass returns from `self_loss`.
+    - Label-free supervision (HQT pseudo bits, a subclass's sample-indexed state) is written by refresher
+      callbacks that the model builds from its own configuration: ``model.supervision_refreshers(features)``.
+      ``fit`` refuses to start when a state is unassigned and no refresher for it is among the callbacks.
+    - Random draws (a stochastic binarizer's noise) come from seed generators whose states are saved in
+      ``.keras`` files, so a reloaded model continues training exactly as the original would.
     - ``export(path)``: a SavedModel for serving (see `tfhash.export`).
 
     Under `tf.distribute`, the loss is divided by the number of replicas before the gradient (as Keras's own
@@ -45,8 +55,8 @@ class Hasher(keras.Model):
 
     >>> model = BiHalfHasher(64, feature_size=bank.feature_size, hqt=HQTRegularizer(num_samples=5000), seed=0)
     >>> model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9), jit_compile=True)
-    >>> model.fit(bank.training_dataset(32, drop_remainder=True), epochs=300,
-    ...           callbacks=[HQTPseudoBits(HyperQuantizationTree(64, seed=0), bank.train[0, 0])])
+    >>> model.fit(bank.training_dataset(32, drop_remainder=True), epochs=300,   # {"inputs", "sample_index"}
+    ...           callbacks=model.supervision_refreshers(bank.train[0, 0]))     # HQTPseudoBits, tree seed 0
     >>> codes = model.predict(bank.evaluation_dataset("database", batch_size=1024))   # ±1
     >>> model.with_backbone(tfhash.backbones.get("efficientnet_lite0")).export("saved_models/bihalf_64")
 
@@ -57,10 +67,11 @@ class Hasher(keras.Model):
 
     #: names of the terms `self_loss` returns besides the total (one tracker each); set by subclasses.
     loss_terms = ()
+    #: views of every sample in a training batch: 1 (``inputs`` is a tensor) or 2 (a pair); set by subclasses.
+    num_views = 1
 
     def __init__(self, num_bits, backbone=None, feature_size=None, hqt=None, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.num_bits = check_int(num_bits, "num_bits", minimum=1)
+        super().__init__(num_bits, **kwargs)
         self.seed = check_int(seed, "seed", allow_none=True)
         if backbone is not None and not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be None or a keras.Model (tfhash.backbones.get), got {backbone!r}.")
@@ -79,7 +90,7 @@ class Hasher(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.binarizer = None
         names = ("loss", *self.loss_terms) + (("self_loss", "hqt_loss") if hqt is not None else ())
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self._create_trackers(names)
 
     # --- subclass interface -------------------------------------------------------------------------------
 
@@ -132,31 +143,64 @@ class Hasher(keras.Model):
             return activations
         return self.binarizer(activations, training=training)
 
-    def encode(self, inputs):
-        """±1 codes (float32) of a batch of inputs (images, or features for a head-only model)."""
-        return _sign(self(inputs, training=False))
+    # --- serving ------------------------------------------------------------------------------------------
 
-    def predict_step(self, data):
-        inputs = data[0] if isinstance(data, tuple) else data
-        return self.encode(inputs)
+    def serving_interface(self):
+        """What the model serves (`tfhash.serving.ServingInterface`), read by `export`.
+
+        With a backbone: uint8 images (``serving_default``, the backbone's preprocessing inside) and backbone
+        features (``encode_features``, the hash head alone); head-only: features only. Both give `encode`'s
+        codes.
+
+        Raises:
+            ValueError: the model is not built.
+        """
+        self._check_built()
+        if getattr(self, "head", None) is None:
+            raise ValueError(f"`model` ({type(self).__name__}) is not built: build it before exporting it.")
+        backbone = self.backbone
+        if backbone is None:
+            images, encode_images, encode_features = None, None, self.encode
+        else:
+            images, encode_images = tuple(int(s) for s in backbone.image_shape), self.encode
+            encode_features = self.encode_features
+
+        return ServingInterface(
+            num_bits=self.num_bits,
+            model_class=type(self).__name__,
+            model_name=self.name,
+            image_shape=images,
+            encode_images=encode_images,
+            feature_size=int(self.feature_size),
+            encode_features=encode_features,
+            preprocessing=None if backbone is None else getattr(backbone, "preprocessing", None),
+            backbone_class=None if backbone is None else type(backbone).__name__,
+            variables=self.variables,
+        )
+
+    def encode_features(self, features):
+        """±1 codes of backbone features: the hash head and binarizer alone (`encode` for a head-only model)."""
+        return self.binarize_outputs(self.codes(features, training=False))
 
     # --- training -----------------------------------------------------------------------------------------
 
     @property
-    def metrics(self):
-        return list(self.trackers.values())
+    def needs_sample_index(self):
+        """Whether training batches must carry ``"sample_index"``: the model gathers per-sample state (HQT)."""
+        return self.hqt is not None
 
     def compute_losses(self, data, training):
-        """All loss terms of a batch as a dict ``name -> scalar``, the total under ``"loss"``."""
-        inputs, sample_index = _unpack(data)
+        """All loss terms of a batch as a dict ``name -> scalar``, the total under ``"loss"``.
+
+        ``data`` is read by `tfhash.batches.unpack`: a dict ``{"inputs": ..., "sample_index": ...}`` (the index
+        required when `needs_sample_index`), or the inputs alone; ``inputs`` must have `num_views` views.
+        """
+        inputs, sample_index = batches.unpack(
+            data, owner=type(self).__name__, needs_index=self.needs_sample_index, views=self.num_views
+        )
         loss, terms, codes = self.self_loss(inputs, sample_index, training)
         losses = dict(terms)
         if self.hqt is not None:
-            if sample_index is None:
-                raise ValueError(
-                    "The HQT regulariser gathers pseudo bits by sample index: the data must yield "
-                    "(inputs, sample_index) batches (tfhash.data.training_dataset, FeatureBank.training_dataset)."
-                )
             hqt_loss = tf.add_n([self.hqt(code, sample_index) for code in codes]) / len(codes)
             losses["self_loss"], losses["hqt_loss"] = loss, hqt_loss
             loss = self.hqt.combine(loss, hqt_loss)
@@ -176,11 +220,6 @@ class Hasher(keras.Model):
 
     def test_step(self, data):
         return self._track(self.compute_losses(data, training=False))
-
-    def _track(self, losses):
-        for name, value in losses.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def with_backbone(self, backbone):
         """The same hasher for images: ``backbone`` in front of a copy of this head-only model's trained layers.
@@ -217,6 +256,73 @@ class Hasher(keras.Model):
             variable.assign(source)
         return image_model
 
+    # --- supervision ------------------------------------------------------------------------------------
+
+    def supervision_refreshers(self, features, verbose=0):
+        """The callbacks that write the label-free supervision this model needs, built from its configuration.
+
+        The base contributes `tfhash.callbacks.HQTPseudoBits` when the model has an HQT regulariser (its tree
+        from ``hqt.tree``, seeded with the model's seed unless ``tree`` sets one, redrawn every
+        ``hqt.every_n_epochs``); subclasses with their own sample-indexed state add their refresher
+        (`CIMONHasher`: `tfhash.callbacks.CIMONPseudoSimilarityRefresher`). A model without such state returns
+        ``[]``. Pass them to ``fit``; a restored model keeps its state (the refreshers only fill unassigned
+        state, and redraw every n epochs where so configured).
+
+        Args:
+            features: the training set's features in sample-index order, (n, d) (the backbone features of the
+                training images, e.g. ``bank.train[0, 0]``), or a callable ``model -> features``; see each
+                refresher for what else it takes.
+            verbose: 0 silent, 1 one line per refresh.
+
+        Returns:
+            A list of `tfhash.callbacks.SupervisionRefresher`.
+
+        Example:
+
+        >>> model.fit(data, epochs=60, callbacks=[*model.supervision_refreshers(train_features), evaluation])
+        """
+        if self.hqt is None:
+            return []
+        return [self.hqt.refresher(features, seed=self._supervision_seed(), verbose=verbose)]
+
+    def _supervision_seed(self):
+        """The default seed of the supervision builders: the model's seed (0 without one, their own default)."""
+        return 0 if self.seed is None else self.seed
+
+    def _unassigned_supervision(self):
+        """``(description, refresher class, how to assign it by hand)`` of each declared, unassigned state."""
+        if self.hqt is None or bool(keras.ops.convert_to_numpy(self.hqt.assigned)):
+            return []
+        return [("HQT pseudo bits", HQTPseudoBits, "model.hqt.assign(HyperQuantizationTree(...).pseudo_bits(x))")]
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, after checks that Keras cannot make: no targets, and every state has a writer.
+
+        Raises:
+            ValueError: ``y`` was given (tfhash hashers train without targets; ``fit(x, y)`` would train on
+                the wrong data), or a declared supervision state (HQT pseudo bits, ...) is unassigned and none
+                of the ``callbacks`` is a refresher for it (see `supervision_refreshers`).
+        """
+        y = kwargs.get("y", args[1] if len(args) > 1 else None)
+        if y is not None:
+            raise ValueError(
+                f"{type(self).__name__}.fit got targets `y`: tfhash hashers train without targets. Pass the "
+                "inputs alone (fit(x)), or named batches {'inputs': x, 'sample_index': i} "
+                "(tfhash.data.training_dataset, FeatureBank.training_dataset; see tfhash.batches)."
+            )
+        callbacks = kwargs.get("callbacks", args[5] if len(args) > 5 else None)
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks = callbacks.callbacks
+        callbacks = list(callbacks or [])
+        for description, refresher, by_hand in self._unassigned_supervision():
+            if not any(isinstance(callback, refresher) for callback in callbacks):
+                raise ValueError(
+                    f"{type(self).__name__} has no {description} yet, and no {refresher.__name__} is among the "
+                    "callbacks: train with `callbacks=model.supervision_refreshers(train_features)` (the "
+                    f"refreshers this model needs), or assign the state before training ({by_hand})."
+                )
+        return super().fit(*args, **kwargs)
+
     # --- saving -------------------------------------------------------------------------------------------
 
     def get_config(self):
@@ -236,23 +342,3 @@ class Hasher(keras.Model):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
-
-    def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
-        """Writes a serving SavedModel: images (and features) → ±1 and packed codes; see `tfhash.export`."""
-        from tfhash.export import export_encoder
-
-        if format != "tf_saved_model":
-            raise ValueError(f"Hasher.export writes format='tf_saved_model' only, got format={format!r}.")
-        return export_encoder(self, filepath, verbose=verbose, **kwargs)
-
-
-def _unpack(data):
-    """``(inputs, sample_index)`` from a batch of ``(inputs, sample_index)`` or of ``inputs`` alone."""
-    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[1], (tuple, list)):
-        if isinstance(data[0], (tuple, list)) or _is_index(data[1]):
-            return data[0], data[1]
-    return data, None
-
-
-def _is_index(value):
-    return value.dtype.is_integer and value.shape.rank == 1

@@ -4,13 +4,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfhash._validation import check_int, check_number
+from tfhash._validation import check_builder_settings, check_int, check_number
+from tfhash.callbacks.hqt_pseudo_bits import HQTPseudoBits
+from tfhash.supervision.hyper_quantization_tree import HyperQuantizationTree
 
 _NOT_ASSIGNED = (
-    "HQTRegularizer has no pseudo bits yet: assign them before training, with "
-    "`model.hqt.assign(HyperQuantizationTree(num_bits).pseudo_bits(train_features))` or the "
-    "`tfhash.callbacks.HQTPseudoBits` callback."
+    "HQTRegularizer has no pseudo bits yet: train with `callbacks=model.supervision_refreshers(train_features)` "
+    "(a `tfhash.callbacks.HQTPseudoBits`), or assign them before training with "
+    "`model.hqt.assign(HyperQuantizationTree(num_bits).pseudo_bits(train_features))`."
 )
+_OUT_OF_RANGE = (
+    "HQTRegularizer: a sample index is outside [0, num_samples) with num_samples={}: the data's "
+    "'sample_index' must be positions in the training set the pseudo bits were built for."
+)
+# HyperQuantizationTree arguments that `tree=` may set (num_bits is the model's).
+_TREE_KEYS = ("depth_range", "shared_tree", "seed", "kmeans_iterations", "projection_dim")
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
@@ -30,9 +38,13 @@ class HQTRegularizer(keras.layers.Layer):
     (it is minimised by pushing ``ŷ`` to ±∞ along ``y``, twice as hard for ``y = −1``).
 
     The pseudo bits are model state: `.keras` files and checkpoints keep them, and under `tf.distribute` they
-    are mirrored. They are written only between steps, by `assign` (directly or through the
-    `tfhash.callbacks.HQTPseudoBits` callback, which can also redraw them periodically). Training before any
-    assignment raises an error (eagerly and in graph mode; XLA drops that check).
+    are mirrored. They are written only between steps, by the `tfhash.callbacks.HQTPseudoBits` callback (which
+    can also redraw them periodically) or directly by `assign`. The tree's settings are part of the
+    regulariser's configuration (``tree``, ``every_n_epochs``), so that the hasher builds that callback itself:
+    ``model.supervision_refreshers(train_features)``. Training before any assignment, or with a sample index
+    outside ``[0, num_samples)``, raises an error eagerly and in graph mode; under XLA, which drops in-graph
+    assertions, the loss and its gradient are NaN instead, so such training cannot pass unnoticed (and
+    ``Hasher.fit`` refuses to start on unassigned bits without a refresher).
 
     The hasher builds the layer with its code length; on its own, call ``build((None, num_bits))``.
 
@@ -40,6 +52,11 @@ class HQTRegularizer(keras.layers.Layer):
         num_samples: int >= 1, number of training samples (the range of the sample indices).
         alpha: float in [0, 1], the weight α of Eq. 3 (0.5 in the paper).
         signed_targets: bool, ±1 targets as in the released code (see above); False (the paper) uses {0, 1}.
+        tree: None (the defaults) or a dict of `tfhash.supervision.HyperQuantizationTree` arguments other
+            than ``num_bits`` (``depth_range``, ``shared_tree``, ``seed``, ``kmeans_iterations``,
+            ``projection_dim``): the trees `HQTPseudoBits` draws. Without ``seed`` the trees take the
+            hasher's seed (0 when it has none).
+        every_n_epochs: None (draw the bits once) or int >= 1: redraw them after every n-th epoch.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -51,9 +68,12 @@ class HQTRegularizer(keras.layers.Layer):
 
     Example:
 
-    >>> hqt = HQTRegularizer(num_samples=5000, alpha=0.5)
-    >>> model = tfhash.models.BiHalfHasher(64, feature_size=4096, hqt=hqt)
-    >>> model.hqt.assign(HyperQuantizationTree(64, seed=0).pseudo_bits(train_features))
+    >>> hqt = HQTRegularizer(num_samples=5000, alpha=0.5, tree={"depth_range": (3, 5)})
+    >>> model = tfhash.models.BiHalfHasher(64, feature_size=4096, hqt=hqt, seed=0)
+    >>> model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9))
+    >>> model.fit(bank.training_dataset(32, drop_remainder=True), epochs=300,
+    ...           callbacks=model.supervision_refreshers(bank.train[0, 0]))   # HQTPseudoBits, tree seed 0
+    >>> # or by hand: model.hqt.assign(HyperQuantizationTree(64, seed=0).pseudo_bits(train_features))
 
     Reference:
         Kim & Ryu, "Unsupervised Hashing Network with Hyper Quantization Tree", BMVC 2024, Eq. 2 (L_HQT) and
@@ -61,13 +81,15 @@ class HQTRegularizer(keras.layers.Layer):
         binarized code as the BCE logits).
     """
 
-    def __init__(self, num_samples, alpha=0.5, signed_targets=False, **kwargs):
+    def __init__(self, num_samples, alpha=0.5, signed_targets=False, tree=None, every_n_epochs=None, **kwargs):
         super().__init__(**kwargs)
         self.num_samples = check_int(num_samples, "num_samples", minimum=1)
         if not isinstance(signed_targets, bool):
             raise ValueError(f"`signed_targets` must be a bool, got {signed_targets!r}.")
         self.alpha = check_number(alpha, "alpha", minimum=0, maximum=1)
         self.signed_targets = signed_targets
+        self.tree = check_builder_settings(tree, "tree", HyperQuantizationTree, _TREE_KEYS, num_bits=1)
+        self.every_n_epochs = check_int(every_n_epochs, "every_n_epochs", minimum=1, allow_none=True)
 
     def build(self, codes_shape):
         num_bits = codes_shape[-1]
@@ -94,17 +116,39 @@ class HQTRegularizer(keras.layers.Layer):
         self.pseudo_bits.assign(bits.astype(self.pseudo_bits.dtype))
         self.assigned.assign(1.0)
 
+    def hyper_quantization_tree(self, seed=0):
+        """The `HyperQuantizationTree` of this regulariser's ``tree`` settings; ``seed`` is the seed used when
+        ``tree`` sets none (the hasher passes its own)."""
+        if not self.built:
+            raise ValueError("Build the HQTRegularizer (or the hasher holding it) before asking for its tree.")
+        return HyperQuantizationTree(self.num_bits, **{"seed": seed, **(self.tree or {})})
+
+    def refresher(self, features, seed=0, verbose=0):
+        """The `tfhash.callbacks.HQTPseudoBits` callback that draws this regulariser's pseudo bits from
+        ``features`` (the training features in sample-index order, or a callable ``model -> features``), with
+        the tree of `hyper_quantization_tree` and ``every_n_epochs``."""
+        tree = self.hyper_quantization_tree(seed)
+        return HQTPseudoBits(tree, features, every_n_epochs=self.every_n_epochs, verbose=verbose)
+
     def call(self, codes, sample_index):
-        checked = tf.debugging.assert_equal(self.assigned, tf.ones_like(self.assigned), message=_NOT_ASSIGNED)
-        with tf.control_dependencies([checked]):
-            targets = tf.gather(self.pseudo_bits, tf.cast(sample_index, tf.int32))
+        index = tf.cast(sample_index, tf.int32)
+        message = _OUT_OF_RANGE.format(self.num_samples)
+        checks = [
+            tf.debugging.assert_equal(self.assigned, tf.ones_like(self.assigned), message=_NOT_ASSIGNED),
+            tf.debugging.assert_non_negative(index, message=message),
+            tf.debugging.assert_less(index, self.num_samples, message=message),
+        ]
+        with tf.control_dependencies(checks):
+            targets = tf.gather(self.pseudo_bits, index)
         logits = tf.cast(codes, tf.float32)
         if self.signed_targets:
             targets = 2.0 * targets - 1.0
         # The stable form of BCE-with-logits, valid for any target value (PyTorch's formula).
         loss = tf.nn.relu(logits) - logits * targets + tf.math.log1p(tf.exp(-tf.abs(logits)))
-        # XLA drops the assertion above: a NaN loss still makes training on unassigned bits impossible to miss.
-        return tf.where(self.assigned > 0, tf.reduce_mean(loss), float("nan"))
+        # XLA drops the assertions above (and its gather clamps out-of-range indices): a NaN loss and gradient
+        # still make training on unassigned bits or wrong indices impossible to miss. × 1 is exact otherwise.
+        valid = (self.assigned > 0) & tf.reduce_all((index >= 0) & (index < self.num_samples))
+        return tf.reduce_mean(loss) * tf.where(valid, 1.0, float("nan"))
 
     def combine(self, self_loss, hqt_loss):
         """Eq. 3: ``(1 − alpha) * self_loss + alpha * hqt_loss``."""
@@ -114,5 +158,13 @@ class HQTRegularizer(keras.layers.Layer):
         return ()
 
     def get_config(self):
-        config = {"num_samples": self.num_samples, "alpha": self.alpha, "signed_targets": self.signed_targets}
+        config = {
+            "num_samples": self.num_samples,
+            "alpha": self.alpha,
+            "signed_targets": self.signed_targets,
+            "tree": None if self.tree is None else dict(self.tree),
+            "every_n_epochs": self.every_n_epochs,
+        }
         return {**super().get_config(), **config}
+
+

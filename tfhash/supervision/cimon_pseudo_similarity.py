@@ -134,6 +134,18 @@ class CIMONPseudoSimilarity:
         self.eigen_solver = eigen_solver
         self.seed = check_int(seed, "seed", minimum=0)
 
+    def get_config(self):
+        """The constructor's arguments as a JSON-compatible dict: ``CIMONPseudoSimilarity(**get_config())``
+        fits identically."""
+        return {
+            "distance_threshold": self.distance_threshold,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "num_clusters": self.num_clusters,
+            "eigen_solver": self.eigen_solver,
+            "seed": self.seed,
+        }
+
     # --- fitting ------------------------------------------------------------------------------------------
 
     def fit(self, features):

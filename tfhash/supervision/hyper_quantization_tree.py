@@ -214,6 +214,18 @@ class HyperQuantizationTree:
         self._rng = np.random.default_rng(self.seed)
         self.depths = self._rng.integers(low, high + 1, size=self.num_bits)
 
+    def get_config(self):
+        """The constructor's arguments as a JSON-compatible dict: ``HyperQuantizationTree(**get_config())``
+        builds an identical tree (same depths, same draws on the same features)."""
+        return {
+            "num_bits": self.num_bits,
+            "depth_range": list(self.depth_range),
+            "shared_tree": self.shared_tree,
+            "seed": self.seed,
+            "kmeans_iterations": self.kmeans_iterations,
+            "projection_dim": self.projection_dim,
+        }
+
     def fit(self, features):
         """Grows the tree(s) on ``features`` (n, d) and draws the leaf partitions; returns self.
 

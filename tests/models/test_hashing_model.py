@@ -1,0 +1,115 @@
+"""`HashingModel`: the shared base of `Hasher` and `HashGAN` (encode, predict, trackers, serving, export)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfhash import load_encoder
+from tfhash.models import BiHalfHasher, HashGAN, Hasher, HashingModel
+from tfhash.serving import ServingInterface
+
+SHARED = ("encode", "predict_step", "metrics", "_track", "_create_trackers", "export")
+
+
+class SignHasher(HashingModel):
+    """The docstring's minimal head-only model."""
+
+    def __init__(self, num_bits, feature_size, **kwargs):
+        super().__init__(num_bits, **kwargs)
+        self.feature_size = feature_size
+        self.head = keras.layers.Dense(num_bits, kernel_initializer=keras.initializers.GlorotUniform(seed=0))
+        self.head.build((None, feature_size))
+        self._create_trackers(("loss", "part"))
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.head(inputs)
+
+    def serving_interface(self):
+        self._check_built()
+        return ServingInterface(self.num_bits, type(self).__name__, self.name, feature_size=self.feature_size,
+                                encode_features=self.encode, variables=self.variables)
+
+
+def features(n, width=6, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, width)).astype(np.float32)
+
+
+def test_hasher_and_hashgan_share_the_base_and_do_not_repeat_it():
+    for cls in (Hasher, HashGAN):
+        assert issubclass(cls, HashingModel)
+        assert not set(SHARED) & set(vars(cls)), cls
+    assert "serving_interface" in vars(Hasher) and "serving_interface" in vars(HashGAN)
+    assert not {"_seed_states", "save_own_variables", "load_own_variables"} & set(vars(HashGAN))
+    assert isinstance(BiHalfHasher(8, feature_size=6, seed=0).serving_interface(), ServingInterface)
+
+
+def test_encode_is_the_sign_with_sign_of_zero_plus_one():
+    model = SignHasher(4, 6)
+    model.head.kernel.assign(np.zeros((6, 4), np.float32))
+    model.head.bias.assign(np.array([0.0, 1.0, -1.0, 0.0], np.float32))
+    codes = model.encode(features(3)).numpy()
+    assert codes.dtype == np.float32
+    np.testing.assert_array_equal(codes, np.tile([1.0, 1.0, -1.0, 1.0], (3, 1)))
+
+
+def test_predict_reads_named_and_bare_batches():
+    model = SignHasher(5, 6)
+    x = features(10)
+    expected = model.encode(x).numpy()
+    labelled = tf.data.Dataset.from_tensor_slices({"inputs": x, "labels": np.arange(10) % 2}).batch(4)
+    indexed = tf.data.Dataset.from_tensor_slices({"inputs": x, "sample_index": np.arange(10)}).batch(3)
+    for data in (x, labelled, indexed, tf.data.Dataset.from_tensor_slices(x).batch(4)):
+        np.testing.assert_array_equal(model.predict(data, verbose=0), expected)
+    pairs = tf.data.Dataset.from_tensor_slices((x, np.arange(10))).batch(4)
+    with pytest.raises(ValueError, match="SignHasher got a batch of 2 positional elements"):
+        model.predict(pairs, verbose=0)
+    # The same holds for a Hasher.
+    hasher = BiHalfHasher(8, feature_size=6, seed=0)
+    np.testing.assert_array_equal(hasher.predict(labelled, verbose=0), hasher.encode(x).numpy())
+
+
+def test_trackers_are_the_metrics_and_must_match_the_terms():
+    model = SignHasher(4, 6)
+    assert [metric.name for metric in model.metrics] == ["loss", "part"]
+    logs = model._track({"loss": tf.constant(2.0), "part": tf.constant(1.0)})
+    logs = model._track({"part": tf.constant(3.0), "loss": tf.constant(4.0)})
+    assert list(logs) == ["loss", "part"] and float(logs["loss"]) == 3.0 and float(logs["part"]) == 2.0
+    with pytest.raises(ValueError, match=r"computed the loss terms \['loss'\], but tracks \['loss', 'part'\]"):
+        model._track({"loss": tf.constant(1.0)})
+    with pytest.raises(ValueError, match="each term needs exactly one tracker"):
+        model._track({"loss": 1.0, "part": 1.0, "extra": 1.0})
+
+
+def test_num_bits_is_checked():
+    with pytest.raises(ValueError, match="num_bits"):
+        SignHasher(0, 6)
+
+
+def test_serving_interface_and_export(tmp_path):
+    model = SignHasher(12, 6)
+    interface = model.serving_interface()
+    assert (interface.num_bits, interface.feature_size, interface.image_shape) == (12, 6, None)
+    assert (interface.model_class, interface.model_name) == ("SignHasher", model.name)
+    encoder = load_encoder(model.export(tmp_path / "sign", verbose=False))
+    x = features(7)
+    np.testing.assert_array_equal(encoder.encode_features(x), model.encode(x).numpy())
+    assert encoder.metadata["model_class"] == "SignHasher"
+    with pytest.raises(ValueError, match="SignHasher.export writes format='tf_saved_model' only"):
+        model.export(tmp_path / "other", format="onnx")
+
+    with pytest.raises(NotImplementedError, match="must implement serving_interface"):
+        HashingModel(4).serving_interface()
+    unbuilt = SignHasher(4, 6)
+    unbuilt.built = False
+    with pytest.raises(ValueError, match="is not built"):
+        unbuilt.export(tmp_path / "unbuilt")
+
+
+def test_hashgan_serves_images_with_its_threshold():
+    model = HashGAN(8, seed=1)
+    interface = model.serving_interface()
+    assert interface.image_shape == (28, 28, 1) and interface.feature_size is None
+    assert interface.preprocessing == "pixels / 255 scaled to [0, 1]" and interface.backbone_class is None
+    np.testing.assert_array_equal(model.binarize_outputs(tf.constant([[0.5, 0.50001, 0.2]])), [[-1, 1, -1]])
