@@ -172,3 +172,22 @@ def test_save_errors(tmp_path):
     with pytest.raises(ValueError, match="`rows` must be an integer"):
         save_image_grid(tmp_path / "grid.png", np.zeros((2, 2, 2)), rows=None)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- precision-recall curves --------------------------------------------------------------------------------
+
+
+def test_plot_pr_curves_writes_a_png_atomically(tmp_path):
+    from tfhash.visualization import plot_pr_curves
+
+    results = [
+        {"bits": 16, "pr_curve_by_radius": {"precision": [1.0, 0.8, 0.5], "recall": [0.1, 0.5, 1.0]}},
+        {"bits": 32, "pr_curve_by_radius": {"precision": [None, 0.9, 0.5], "recall": [0.0, 0.4, 1.0]}},
+    ]
+    path = tmp_path / "runs" / "pr_curve.png"
+    assert plot_pr_curves(path, results, "a title") == str(path)
+    assert [p.name for p in path.parent.iterdir()] == ["pr_curve.png"]
+    with Image.open(path) as picture:
+        assert picture.format == "PNG" and picture.size == (550, 450)
+    with pytest.raises(ValueError, match="`path`"):
+        plot_pr_curves(None, results, "a title")

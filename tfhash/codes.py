@@ -3,6 +3,10 @@
 Packed codes take 1/32 of the memory of float32 codes and are what Hamming search indexes read (e.g.
 ``faiss.IndexBinaryFlat``). Both functions are TensorFlow ops: they accept numpy arrays or tensors, work
 inside `tf.function`, and return a `tf.Tensor`.
+
+`tfhash.metrics` read any uint8 code matrix as packed bytes, and refuse one holding only 0s and 1s (far more
+likely {0, 1} bits than packed bytes): pass bits as bool or ±1, or unpack such packed codes first with
+`unpack_codes`.
 """
 
 import tensorflow as tf

@@ -1,12 +1,16 @@
-"""Tiling images into one grid image, and writing it as a PNG.
+"""Figures written as PNG files, atomically: precision-recall curves, and grids of images.
 
-The motivating use is HashGAN's figure of generated images (Ghasedi Dizaji et al., "Unsupervised Deep
-Generative Adversarial Hashing Network", CVPR 2018): each row holds images generated from one binary input b′,
-the columns vary the uniform noise z′, so a row shows what one code means and a column what the noise changes.
-Generate ``rows × columns`` images in that order (row-major) and pass them to `image_grid` or
-`save_image_grid`.
+`plot_pr_curves` draws the precision-recall curves by Hamming radius of several code lengths (the
+``"pr_curve_by_radius"`` of `tfhash.metrics.retrieval_report`) into one figure: the recipes' ``pr_curve.png``.
 
-numpy and Pillow only (Pillow comes with matplotlib); no TensorFlow, no display.
+`image_grid` / `save_image_grid` tile images into one grid image. The motivating use is HashGAN's figure
+of generated images (Ghasedi Dizaji et al., "Unsupervised Deep Generative Adversarial Hashing Network",
+CVPR 2018): each row holds images generated from one binary input b′, the columns vary the uniform noise z′, so
+a row shows what one code means and a column what the noise changes. Generate ``rows × columns`` images in that
+order (row-major) and pass them to `image_grid` or `save_image_grid`.
+
+numpy, Pillow and matplotlib (its Agg canvas, imported when a curve is drawn; no pyplot); no TensorFlow, no
+display.
 """
 
 import math
@@ -152,4 +156,45 @@ def save_image_grid(path, images, rows, columns=None, padding=2, pad_value=255, 
     picture = Image.fromarray(grid[..., 0] if channels == 1 else grid)
     path = Path(path)
     write_atomically(path, lambda temporary: picture.save(temporary, format="PNG"))
+    return str(path)
+
+
+def plot_pr_curves(path, results, title):
+    """Precision-recall curves by Hamming radius, one per code length, written atomically as a PNG.
+
+    Each curve joins the (recall, precision) points of radius 0, 1, …, K; points where either is undefined
+    (None) are left out.
+
+    Args:
+        path: the PNG file to write (str or path-like); missing parent directories are created, and a failed
+            write leaves any previous file in place.
+        results: sequence of dicts, one per curve, each with ``"bits"`` (the legend) and
+            ``"pr_curve_by_radius"`` (``{"precision": [...], "recall": [...]}``, as `tfhash.metrics.retrieval_report` returns it).
+        title: str, the figure's title.
+
+    Returns:
+        `path` as a str.
+
+    Example:
+
+    >>> report = tfhash.metrics.retrieval_report(query_codes, db_codes, query_labels, db_labels)
+    >>> plot_pr_curves("pr_curve.png", [{"bits": 16, **report}], "Bi-half on digits")  # doctest: +SKIP
+    'pr_curve.png'
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed (Agg canvas)
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"`path` must be a str or path-like file name, got {path!r}.")
+    figure = Figure(figsize=(5.5, 4.5), dpi=100)
+    axes = figure.subplots()
+    for row in results:
+        curve = row["pr_curve_by_radius"]
+        points = [
+            (r, p) for r, p in zip(curve["recall"], curve["precision"]) if r is not None and p is not None
+        ]
+        axes.plot([r for r, _ in points], [p for _, p in points], marker=".", label=f"{row['bits']} bits")
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(title="Hamming radius 0..K")
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png"))
     return str(path)

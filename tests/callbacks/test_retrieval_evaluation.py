@@ -120,3 +120,42 @@ def test_keras_tuner_can_maximise_the_logged_map(data, tmp_path):
     best = tuner.oracle.get_best_trials(1)[0]
     assert 0.0 < best.score <= 1.0
     assert best.metrics.get_best_value("val_map@all") == best.score
+
+
+def test_named_evaluation_batches_give_the_same_value_as_pairs(data):
+    # The pipelines and the feature bank yield {"inputs": x, "labels": y} (tfhash.batches).
+    query, database = data
+    model = tanh_model()
+
+    def named(pair, batch):
+        return tf.data.Dataset.from_tensor_slices({"inputs": pair[0], "labels": pair[1]}).batch(batch)
+
+    values = []
+    for query_data, database_data in [
+        (query, database),
+        (named(query, 7), named(database, 32)),
+        ({"inputs": query[0], "labels": query[1]}, {"inputs": database[0], "labels": database[1]}),
+    ]:
+        evaluation = RetrievalEvaluation(query_data, database_data, top_k=50, batch_size=16)
+        evaluation.set_model(model)
+        values.append(evaluation.evaluate())
+    sign = lambda x: np.where(model.predict(x, verbose=0) >= 0, 1.0, -1.0)  # noqa: E731
+    expected = float(mean_average_precision(sign(query[0]), sign(database[0]), query[1], database[1], top_k=50))
+    np.testing.assert_allclose(values, [expected] * 3)
+
+
+def test_batches_without_labels_are_refused(data):
+    query, database = data
+    training_like = tf.data.Dataset.from_tensor_slices(
+        {"inputs": query[0], "sample_index": np.arange(len(query[0]))}
+    ).batch(8)
+    for query_data, match in [
+        (training_like, r"must yield \{'inputs': x, 'labels': y\}.*keys \['inputs', 'sample_index'\]"),
+        (tf.data.Dataset.from_tensor_slices(query[0]).batch(8), "must yield .*got an element of a"),
+        ({"inputs": query[0]}, "keys \\['inputs'\\]"),
+        (query[0], "query_data` must be a tf.data.Dataset"),
+    ]:
+        evaluation = RetrievalEvaluation(query_data, database)
+        evaluation.set_model(tanh_model())
+        with pytest.raises(ValueError, match=match):
+            evaluation.evaluate()

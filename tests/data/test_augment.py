@@ -418,3 +418,35 @@ def test_invalid_inputs():
         RandomHorizontalFlip()(IMAGES[0], training=True)
     with pytest.raises(ValueError, match="3 channels"):
         ColorJitter(saturation=0.4)(IMAGES[..., :1], training=True)
+
+
+# --- presets by name ----------------------------------------------------------------------------------------
+
+
+def _unnamed(config):
+    """A layer config without its (auto-numbered) layer names."""
+    if isinstance(config, dict):
+        return {key: _unnamed(value) for key, value in config.items() if key != "name"}
+    if isinstance(config, list):
+        return [_unnamed(value) for value in config]
+    return config
+
+
+def test_presets_by_name_are_the_preset_functions():
+    from tfhash.data import augment
+
+    assert augment.NAMES == ("cibhash_view", "cimon_weak_view", "cimon_strong_view")
+    for name in augment.NAMES:
+        by_name, direct = augment.get(name, 64), getattr(augment, name)(64)
+        assert by_name.name == name
+        assert _unnamed(by_name.get_config()) == _unnamed(direct.get_config())
+    weak = augment.get("cimon_weak_view", (32, 48), scale=(0.5, 1.0), seed=4)
+    direct = augment.cimon_weak_view((32, 48), scale=(0.5, 1.0), seed=4)
+    assert _unnamed(weak.get_config()) == _unnamed(direct.get_config())
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    from tfhash.data import augment
+
+    with pytest.raises(ValueError, match="cibhash_view, cimon_weak_view, cimon_strong_view"):
+        augment.get("simclr_view", 224)

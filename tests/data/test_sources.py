@@ -514,3 +514,49 @@ def test_load_npz_variants(tmp_path):
         load_npz(tmp_path / "bad.npz")
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
         load_npz(tmp_path / "absent.npz")
+
+
+# --- list files: paths with spaces (issue 12, item 11) ------------------------------------------------------
+
+
+def test_load_list_file_paths_may_contain_spaces(tmp_path):
+    images = ("my photos/a b.jpg", "my photos/scan 1.jpg", "im/c.jpg")
+    list_file = write_list(
+        tmp_path, "my photos/a b.jpg 0 1\nmy photos/scan 1.jpg  1 0\n\nim/c.jpg 1 1\n", images=images
+    )
+    pool = load_list_file(list_file)
+    assert pool.samples.tolist() == [str(tmp_path / image) for image in images]
+    np.testing.assert_array_equal(pool.labels, [[0, 1], [1, 0], [1, 1]])
+    with pytest.raises(ValueError, match="line 1: labels must be 0 or 1, got '2'"):
+        load_list_file(write_list(tmp_path, "my photos/a b.jpg 0 2\n", images=images))
+
+
+# --- sources by name ----------------------------------------------------------------------------------------
+
+
+def test_sources_by_name():
+    from tfhash.data import sources
+
+    assert sources.NAMES == ("digits", "mnist", "fashion_mnist", "cifar10")
+    digits = sources.get("digits")
+    assert digits.name == "digits" and digits.samples.shape == (1797, 8, 8, 1)
+    rgb = sources.get("digits", data_dir="/ignored", rgb=True)
+    assert rgb.samples.shape == (1797, 8, 8, 3)
+    np.testing.assert_array_equal(rgb.samples, np.repeat(digits.samples, 3, axis=-1))
+    np.testing.assert_array_equal(rgb.labels, digits.labels)
+    with pytest.raises(ValueError, match="digits, mnist, fashion_mnist, cifar10"):
+        sources.get("fashion-mnist")
+    with pytest.raises(ValueError, match="`rgb` must be a bool"):
+        sources.get("digits", rgb=1)
+
+
+def test_sources_by_name_pass_data_dir_and_loader_arguments(tmp_path):
+    from tfhash.data import sources
+
+    images, _ = write_idx_directory(tmp_path / "data" / "mnist")
+    pool = sources.get("mnist", tmp_path / "data", source="idx")
+    np.testing.assert_array_equal(pool.samples[..., 0], images)
+    assert sources.get("mnist", tmp_path / "data", rgb=True).samples.shape[-1] == 3
+    for name in ("fashion_mnist", "cifar10"):
+        with pytest.raises(DatasetNotFoundError):
+            sources.get(name, tmp_path / "empty")

@@ -60,3 +60,12 @@ def test_serialization_round_trip(tmp_path):
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert loaded.layers[-1].get_config() == layer.get_config()
     np.testing.assert_array_equal(loaded(X), model(X))
+
+
+def test_bool_bits_give_plus_minus_one():
+    # Issue 12, item 11: bool input raised a TypeError.
+    bits = np.array([[True, False, True], [False, False, True]])
+    out = SignSTE()(bits)
+    assert out.dtype == tf.float32
+    np.testing.assert_array_equal(out, np.where(bits, 1.0, -1.0))
+    np.testing.assert_array_equal(SignSTE(dtype="float64")(tf.constant(bits)), np.where(bits, 1.0, -1.0))

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from tfhash.codes import pack_codes
 from tfhash.metrics import (
     bit_balance,
     bit_correlation,
@@ -88,3 +89,20 @@ def test_statistics_reject_multi_label_and_single_bit():
         mean_bit_correlation(np.array([[1], [-1]]))
     with pytest.raises(ValueError, match="codes"):
         bit_entropy(np.array([[0.5, 1.0]]))
+
+
+def test_uint8_zero_one_bits_are_not_read_as_packed_codes():
+    # Issue 12, item 11: 16 {0, 1} bits in a uint8 matrix were unpacked as 16 bytes, giving 128 "bits".
+    bits = (np.random.default_rng(0).random((10, 16)) > 0.5).astype(np.uint8)
+    with pytest.raises(ValueError, match=r"`codes` is a uint8 matrix of only 0s and 1s.*as bool.*2 \* bits - 1"):
+        bit_balance(bits)
+    np.testing.assert_allclose(bit_balance(bits.astype(bool)).numpy(), bits.mean(0))
+    np.testing.assert_allclose(bit_balance(2.0 * bits - 1).numpy(), bits.mean(0))
+    packed = pack_codes(2 * bits.astype(np.int8) - 1)  # real packed codes (bytes > 1) are still read as such
+    np.testing.assert_allclose(bit_balance(packed).numpy(), bits.mean(0))
+
+
+def test_string_labels_are_named():
+    codes = np.array([[1, -1], [-1, 1], [1, 1]])
+    with pytest.raises(ValueError, match="`labels` must hold numbers .*class names"):
+        fisher_score(codes, np.array(["cat", "dog", "cat"]))

@@ -260,6 +260,10 @@ def test_bad_input_is_named():
         (dict(ties="random"), "ties"),
         (dict(query_codes=pack_codes(codes)), "packed"),
         (dict(query_labels=np.eye(3)), "multi-hot"),
+        # Issue 12, item 11: string labels raised a TypeError about `rint`; {0, 1} bits in uint8 were unpacked.
+        (dict(query_labels=np.array(["a", "b", "c"])), "`query_labels` must hold numbers"),
+        (dict(db_labels=["a", "b", "c"]), "`db_labels` must hold numbers"),
+        (dict(query_codes=((codes + 1) // 2).astype(np.uint8)), "`query_codes` is a uint8 matrix of only 0s"),
     ]
     for overrides, message in cases:
         arguments = dict(query_codes=codes, db_codes=codes, query_labels=labels, db_labels=labels) | overrides

@@ -5,21 +5,45 @@ import numpy as np
 import tensorflow as tf
 
 from tfhash._validation import check_int
+from tfhash.batches import INPUTS, LABELS
 from tfhash.metrics._inputs import check_ties
 from tfhash.metrics.retrieval import mean_average_precision
 
 
+def _labelled(element, name):
+    """``(inputs, labels)`` of one evaluation element: a dict of ``"inputs"`` and ``"labels"``, or a pair."""
+    if isinstance(element, dict):
+        if INPUTS not in element or LABELS not in element:
+            raise ValueError(
+                f"`{name}` must yield {{'{INPUTS}': x, '{LABELS}': y}} batches (or (inputs, labels) pairs); "
+                f"got an element with keys {sorted(element)}."
+            )
+        return element[INPUTS], element[LABELS]
+    if isinstance(element, (tuple, list)) and len(element) == 2:
+        return tuple(element)
+    parts = f"{len(element)} parts" if isinstance(element, (tuple, list)) else f"a {type(element).__name__}"
+    raise ValueError(
+        f"`{name}` must yield {{'{INPUTS}': x, '{LABELS}': y}} batches or (inputs, labels) pairs; got an "
+        f"element of {parts}."
+    )
+
+
 def _batches(data, batch_size, name):
-    """Yields (inputs, labels) batches from a tf.data.Dataset of (inputs, labels) or an (inputs, labels) pair."""
+    """Yields (inputs, labels) batches of a tf.data.Dataset, or of arrays (a dict or an (inputs, labels) pair).
+
+    A dataset yields ``{"inputs": x, "labels": y}`` (`tfhash.data.evaluation_dataset`,
+    `FeatureBank.evaluation_dataset`) or ``(x, y)``; arrays are ``{"inputs": x, "labels": y}`` or ``(x, y)``.
+    """
     if isinstance(data, tf.data.Dataset):
         for element in data:
-            if not (isinstance(element, tuple) and len(element) == 2):
-                raise ValueError(f"`{name}` must yield (inputs, labels) pairs; got an element of {len(element)} parts.")
-            yield element
+            yield _labelled(element, name)
         return
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise ValueError(f"`{name}` must be a tf.data.Dataset of (inputs, labels) batches or an (inputs, labels) pair.")
-    inputs, labels = data
+    if not isinstance(data, (dict, tuple, list)):
+        raise ValueError(
+            f"`{name}` must be a tf.data.Dataset of {{'{INPUTS}': x, '{LABELS}': y}} (or (inputs, labels)) "
+            f"batches, or such a dict / pair of arrays; got a {type(data).__name__}."
+        )
+    inputs, labels = _labelled(data, name)
     if len(inputs) != len(labels):
         raise ValueError(f"`{name}` holds {len(inputs)} inputs but {len(labels)} labels: they must match.")
     for start in range(0, len(inputs), batch_size):
@@ -41,8 +65,13 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     Keras's progress bar prints its epoch line before callbacks run, so the value shows in ``History`` and the
     next epoch's logs rather than on that line; with ``verbose=1`` this callback prints it.
 
+    The figure is `tfhash.metrics.mean_average_precision` of the codes, the ``"map"`` (``ties="average"``) or
+    ``"map_stable"`` (``ties="stable"``) of `tfhash.metrics.retrieval_report` for the same ``top_k``.
+
     Args:
-        query_data: tf.data.Dataset yielding (inputs, labels) batches, or an (inputs, labels) pair of arrays.
+        query_data: tf.data.Dataset yielding ``{"inputs": x, "labels": y}`` batches
+            (`tfhash.data.evaluation_dataset`, `FeatureBank.evaluation_dataset`) or (inputs, labels) pairs; or
+            such a dict or pair of arrays.
         database_data: the retrieval database, in the same form.
         top_k: mAP@top_k; None ranks the whole database (mAP@all).
         ties: tie rule, "average" or "stable" (see `tfhash.metrics.mean_average_precision`).

@@ -22,10 +22,12 @@ class SignSTE(keras.layers.Layer):
         **kwargs: standard `keras.layers.Layer` arguments (``name``, ``dtype``, ...).
 
     Call arguments:
-        inputs: float tensor of shape ``(batch, bits)``.
+        inputs: float tensor of shape ``(batch, bits)``; or bool bits (True gives +1, False −1), which have no
+            gradient.
 
     Returns:
-        A tensor of the same shape and dtype as ``inputs`` with values in ``{-1, +1}``.
+        A tensor of the same shape and dtype as ``inputs`` (the layer's compute dtype for bool inputs) with
+        values in ``{-1, +1}``.
 
     Example:
 
@@ -45,6 +47,8 @@ class SignSTE(keras.layers.Layer):
         self.clip_gradient = clip_gradient
 
     def call(self, inputs):
+        if inputs.dtype == tf.bool:  # bits, True is +1 (as in tfhash.codes.pack_codes): no gradient
+            return tf.where(inputs, tf.constant(1, self.compute_dtype), tf.constant(-1, self.compute_dtype))
         clip = self.clip_gradient
 
         @tf.custom_gradient

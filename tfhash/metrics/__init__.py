@@ -2,6 +2,11 @@
 
 Retrieval metrics rank a database by Hamming distance to each query; see `tfhash.metrics.retrieval` for the
 relevance, AP@k and tie conventions (``ties="average"`` and ``ties="stable"``) and the memory bound.
+`retrieval_report` gathers the figures the recipes report into one dict.
+
+Codes are ±1 matrices (any real dtype), bool bit matrices, or packed uint8 codes (`tfhash.codes.pack_codes`):
+a uint8 matrix is always read as packed bytes. {0, 1} bits are refused, in a uint8 matrix too (whose 0/1 bytes
+could be either): pass bits as bool or as ±1 (``2 * bits - 1``).
 """
 
 from tfhash.metrics.clustering import (
@@ -19,6 +24,7 @@ from tfhash.metrics.code_statistics import (
     mean_bit_correlation,
 )
 from tfhash.metrics.hamming import hamming_distance
+from tfhash.metrics.report import retrieval_report
 from tfhash.metrics.retrieval import (
     TIE_RULES,
     average_precision,
@@ -50,4 +56,5 @@ __all__ = [
     "precision_recall_by_radius",
     "precision_recall_by_rank",
     "precision_within_radius",
+    "retrieval_report",
 ]

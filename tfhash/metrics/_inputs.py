@@ -16,8 +16,13 @@ def check_ties(ties):
 def as_signed_codes(codes, name):
     """Returns ``codes`` as a float32 ±1 matrix; packed uint8 codes are unpacked (padding bits read as −1).
 
+    The form is read from the dtype: uint8 is packed bytes, bool is bits, any other real dtype is ±1 codes.
+    A uint8 matrix holding only 0 and 1 is refused: it is far more likely {0, 1} bits than packed bytes, and
+    read as packed it would give 8 bits per column (issue: ``bit_balance`` of 16 such bits had 128 entries).
+
     Args:
-        codes: (n, K) ±1 codes of any real dtype, (n, K) bool bits, or (n, ⌈K/8⌉) uint8 packed codes.
+        codes: (n, K) ±1 codes of a real dtype other than uint8, (n, K) bool bits, or (n, ⌈K/8⌉) packed
+            uint8 codes.
         name: the argument's name, used in error messages.
     """
     codes = tf.convert_to_tensor(codes)
@@ -26,6 +31,14 @@ def as_signed_codes(codes, name):
     if codes.shape[0] == 0:
         raise ValueError(f"`{name}` is empty: it holds no codes.")
     if codes.dtype == tf.uint8:
+        if bool(tf.reduce_all(codes <= 1)):
+            raise ValueError(
+                f"`{name}` is a uint8 matrix of only 0s and 1s: {{0, 1}} bits, or packed codes? tfhash reads "
+                f"uint8 codes as packed bytes (8 bits each, `tfhash.codes.pack_codes`), which would make these "
+                f"{8 * codes.shape[1]} bits. Pass bits as bool (`bits.astype(bool)`) or as ±1 codes "
+                "(`2 * bits - 1`); packed codes whose bytes happen to be only 0 and 1: unpack them first "
+                "(`tfhash.codes.unpack_codes(codes, num_bits)`)."
+            )
         return unpack_codes(codes, num_bits=8 * codes.shape[1], signed=True)
     if codes.dtype == tf.bool:
         return tf.where(codes, 1.0, -1.0)
@@ -44,13 +57,13 @@ def as_code_pair(query_codes, db_codes):
     """Validates and converts a query / database pair of codes; returns (query ±1, database ±1)."""
     query_packed = tf.convert_to_tensor(query_codes).dtype == tf.uint8
     db_packed = tf.convert_to_tensor(db_codes).dtype == tf.uint8
+    query = as_signed_codes(query_codes, "query_codes")
+    database = as_signed_codes(db_codes, "db_codes")
     if query_packed != db_packed:
         raise ValueError(
             "`query_codes` and `db_codes` must both be packed uint8 codes or both ±1 codes; "
             f"got {'packed' if query_packed else '±1'} queries and {'packed' if db_packed else '±1'} database codes."
         )
-    query = as_signed_codes(query_codes, "query_codes")
-    database = as_signed_codes(db_codes, "db_codes")
     if query.shape[1] != database.shape[1]:
         raise ValueError(
             f"`query_codes` and `db_codes` must have the same code length; got {query.shape[1]} and "
@@ -62,6 +75,12 @@ def as_code_pair(query_codes, db_codes):
 def as_labels(labels, name, num_codes):
     """Returns (labels tensor, is_multi_label): int64 class ids (n,) or float32 multi-hot (n, C)."""
     labels = np.asarray(labels)
+    if labels.dtype.kind not in "biuf":
+        raise ValueError(
+            f"`{name}` must hold numbers (integer class ids, or a 0/1 multi-hot matrix), got dtype "
+            f"{labels.dtype} (class names? map them to ids first, over query and database labels together: "
+            "`np.unique(labels, return_inverse=True)[1]`)."
+        )
     if labels.ndim not in (1, 2):
         raise ValueError(
             f"`{name}` must be class ids of shape (n,) or a multi-hot matrix of shape (n, classes), "

@@ -9,7 +9,6 @@ seeded query / database split, and the results, with the seed, configuration and
 """
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -21,6 +20,7 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 
 import tfhash
+from tfhash._atomic import write_json
 from tfhash.callbacks import RetrievalEvaluation
 from tfhash.layers import BiHalf
 from tfhash.losses import SimilarityPreservingLoss
@@ -114,9 +114,7 @@ def main(argv=None):
         "results": results,
     }
     path = os.path.join(args.output, "metrics.json")
-    with open(path + ".tmp", "w") as handle:
-        json.dump(record, handle, indent=2)
-    os.replace(path + ".tmp", path)  # atomic: an interrupted run never leaves a half-written file
+    write_json(path, record)  # atomic: an interrupted run never leaves a half-written file
     print(f"\nwrote {path} and the trained models beside it ({record['wall_seconds']} s)")
     return record
 

@@ -2,6 +2,7 @@
 
 Every layer takes a batch (B, H, W, C) of uint8 or float pixels in [0, 255] and returns float32 in [0, 255];
 it augments only with ``training=True``. Randomness is stateless and per image (see `Augmentation`).
+The papers' views are presets, also by name: ``get(name, image_size)`` for a name in ``NAMES``.
 """
 
 from tfhash.data.augment.augmentation import Augmentation
@@ -9,7 +10,7 @@ from tfhash.data.augment.color_jitter import ColorJitter
 from tfhash.data.augment.compose import Compose
 from tfhash.data.augment.gaussian_blur import GaussianBlur
 from tfhash.data.augment.gaussian_noise import GaussianNoise
-from tfhash.data.augment.presets import cibhash_view, cimon_strong_view, cimon_weak_view
+from tfhash.data.augment.presets import NAMES, cibhash_view, cimon_strong_view, cimon_weak_view, get
 from tfhash.data.augment.random_affine import RandomAffine
 from tfhash.data.augment.random_grayscale import RandomGrayscale
 from tfhash.data.augment.random_horizontal_flip import RandomHorizontalFlip
@@ -21,6 +22,7 @@ __all__ = [
     "Compose",
     "GaussianBlur",
     "GaussianNoise",
+    "NAMES",
     "RandomAffine",
     "RandomGrayscale",
     "RandomHorizontalFlip",
@@ -28,4 +30,5 @@ __all__ = [
     "cibhash_view",
     "cimon_strong_view",
     "cimon_weak_view",
+    "get",
 ]

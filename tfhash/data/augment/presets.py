@@ -1,4 +1,4 @@
-"""The papers' augmentation views as `Compose` presets (torchvision pipelines of the authors' code)."""
+"""The papers' augmentation views as `Compose` presets (torchvision pipelines of the authors' code), by name."""
 
 from tfhash.data.augment.color_jitter import ColorJitter
 from tfhash.data.augment.compose import Compose
@@ -102,3 +102,37 @@ def cimon_strong_view(image_size=224, seed=None):
         seed=seed,
         name="cimon_strong_view",
     )
+
+
+PRESETS = {
+    "cibhash_view": cibhash_view,
+    "cimon_weak_view": cimon_weak_view,
+    "cimon_strong_view": cimon_strong_view,
+}
+NAMES = tuple(PRESETS)
+
+
+def get(name, image_size=224, **kwargs):
+    """An augmentation preset by name, for recipes and configuration files.
+
+    Args:
+        name: one of `NAMES`: ``"cibhash_view"`` (`cibhash_view`), ``"cimon_weak_view"`` (`cimon_weak_view`)
+            or ``"cimon_strong_view"`` (`cimon_strong_view`).
+        image_size: int or (height, width), the output size (the backbone's input size).
+        **kwargs: further arguments of the preset (``seed``; ``scale`` for ``"cimon_weak_view"``).
+
+    Returns:
+        A `Compose`.
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+
+    Example:
+
+    >>> weak, strong = get("cimon_weak_view", 224), get("cimon_strong_view", 224)
+    >>> weak.name
+    'cimon_weak_view'
+    """
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"Unknown augmentation preset {name!r}; valid names: {', '.join(NAMES)}.")
+    return PRESETS[name](image_size, **kwargs)

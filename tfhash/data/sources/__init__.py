@@ -10,6 +10,7 @@
 | multi-label list files (Flickr25k, NUS-WIDE, MS-COCO) | ``load_list_file(list_file, root)`` |
 | arrays, .npz, user features | ``load_arrays(samples, labels)``, ``load_npz(path)`` |
 | Keras / TFDS loaders for any dataset | ``load_keras_dataset(name)``, ``load_tfds_dataset(name)`` |
+| the recipes' datasets by name (``NAMES``) | ``get(name, data_dir, rgb=False)`` |
 
 Search order where no ``data_dir`` is given: $TFHASH_DATA_DIR, then the Keras cache (``~/.keras/datasets``),
 then (Fashion-MNIST) Debian's ``/usr/share/datasets``. Nothing downloads unless asked (``source="keras"``).
@@ -20,6 +21,7 @@ from tfhash.data.sources._search import CACHE_DIR_ENV, DATA_DIR_ENV, DatasetNotF
 from tfhash.data.sources.archives import extract_archive
 from tfhash.data.sources.arrays import load_arrays, load_npz
 from tfhash.data.sources.embedded import load_digits
+from tfhash.data.sources.factory import NAMES, get
 from tfhash.data.sources.frameworks import load_keras_dataset, load_tfds_dataset
 from tfhash.data.sources.idx import (
     FASHION_MNIST_CLASSES,
@@ -39,7 +41,9 @@ __all__ = [
     "DatasetNotFoundError",
     "FASHION_MNIST_CLASSES",
     "MNIST_CLASSES",
+    "NAMES",
     "extract_archive",
+    "get",
     "load_arrays",
     "load_cifar10",
     "load_digits",

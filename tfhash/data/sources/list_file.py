@@ -1,6 +1,7 @@
 """Multi-label list files, as shipped with the DeepHash-style splits of Flickr25k, NUS-WIDE and MS-COCO."""
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,36 @@ from tfhash.data.image_set import ImageSet
 from tfhash.data.sources._search import DatasetNotFoundError
 
 
+# A token that reads as a number: a label, well or badly formed ("1", "2", "0.5"), never part of a file name.
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def _split_line(line):
+    """``(path, label tokens, the tokens joined)`` of a non-blank list-file line.
+
+    The path may contain spaces (``my photos/a b.jpg 0 1``): the labels are the trailing run of numeric
+    tokens, the path everything before them, as written.
+    """
+    fields = line.split()
+    values = fields[1:]
+    row = "".join(values)
+    if len(row) == len(values) and set(row) <= {"0", "1"}:  # the common case, at C speed
+        return fields[0], values, row
+    start = len(fields)
+    while start > 1 and _NUMBER.fullmatch(fields[start - 1]):
+        start -= 1
+    if 1 < start < len(fields):  # a path with spaces, then numbers
+        path = line.strip().rsplit(maxsplit=len(fields) - start)[0]
+        values = fields[start:]
+        return path, values, "".join(values)
+    return fields[0], values, row
+
+
 def load_list_file(list_file, root=None, name=None, partition="train", check_files=True):
     """Load a list file of ``relative/path.jpg 0 1 0 …`` lines (an image path and its multi-hot labels).
 
-    Blank lines are skipped. Every line must carry the same number of labels, each 0 or 1. The DeepHash-style
+    Blank lines are skipped. Every line must carry the same number of labels, each 0 or 1. A path may contain
+    spaces: the labels are the numbers that end the line. The DeepHash-style
     splits ship one such file per part (e.g. ``train.txt``, ``test.txt``, ``database.txt``); load each and
     combine them as the protocol needs, or load the whole pool and split it with a tfhash protocol.
 
@@ -46,12 +73,11 @@ def load_list_file(list_file, root=None, name=None, partition="train", check_fil
     paths, rows, first = [], [], None
     with open(list_file, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
-            fields = line.split()
-            if not fields:
+            if not line.strip():
                 continue
-            values, row = fields[1:], "".join(fields[1:])
+            image, values, row = _split_line(line)
             if not values:
-                raise ValueError(f"{list_file}, line {number}: {fields[0]!r} has no labels; expected "
+                raise ValueError(f"{list_file}, line {number}: {image!r} has no labels; expected "
                                  "`path l1 l2 …` with 0/1 labels.")
             if first is None:
                 first = (number, len(values))
@@ -62,7 +88,7 @@ def load_list_file(list_file, root=None, name=None, partition="train", check_fil
             if len(row) != len(values) or not set(row) <= {"0", "1"}:
                 bad = next(value for value in values if value not in ("0", "1"))
                 raise ValueError(f"{list_file}, line {number}: labels must be 0 or 1, got {bad!r}.")
-            paths.append(os.path.join(root, fields[0]))
+            paths.append(os.path.join(root, image))
             rows.append(row)
     if not paths:
         raise ValueError(f"{list_file} lists no images; expected lines `relative/path.jpg 0 1 0 …`.")
