@@ -18,7 +18,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfhash.recipes import gan_runner  # noqa: E402
+from tfhash.recipes import runner  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
@@ -32,7 +32,7 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results/hashgan_mnist")
     parser.add_argument("--data-dir", default=SHARED_DATA)
     args, rest = parser.parse_known_args(argv)
-    record = gan_runner.run(
+    record = runner.run(
         "hashgan_mnist",
         [
             "--epochs",

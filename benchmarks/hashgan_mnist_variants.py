@@ -22,7 +22,8 @@ balanced, 0 when a bit is constant); the collaborative ℓ2 term (K/4 = 4 at 16 
         --output benchmarks/results/hashgan_mnist_variants.json
 
 A rerun with the same ``--output`` and settings keeps the finished variants and trains only the missing ones;
-the JSON is rewritten atomically (`tfhash.recipes.runner.write_json`) after each variant.
+the JSON is rewritten atomically (`tfhash._atomic.write_json`) after each variant. The batch size, warm-up share,
+initialisation batch and model arguments are the paper preset's of recipes/hashgan_mnist.toml.
 """
 
 import argparse
@@ -39,11 +40,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 
-from tfhash import metrics  # noqa: E402
-from tfhash.data import get_protocol, training_dataset  # noqa: E402
-from tfhash.models import HashGAN  # noqa: E402
-from tfhash.recipes import gan_runner  # noqa: E402
-from tfhash.recipes.runner import write_json  # noqa: E402
+from tfhash import metrics, models  # noqa: E402
+from tfhash._atomic import write_json  # noqa: E402
+from tfhash.data import get_protocol, sources, training_dataset  # noqa: E402
+from tfhash.recipes import runner  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
@@ -148,16 +148,20 @@ class _PerEpoch(keras.callbacks.Callback):
 def run_variant(name, pool, split, queries, database, args):
     kwargs, hidden_noise, train_scales = VARIANTS[name]
     keras.utils.set_random_seed(args.seed)
-    batch_size = 100
+    preset = runner.resolve(runner.load_config("hashgan_mnist"), "paper")
+    batch_size = preset["batch_size"]
     steps = args.epochs * (len(split.train) // batch_size)
-    model = HashGAN(args.bits, hash_warmup_steps=steps // 10, seed=args.seed, **kwargs)
+    model = models.get(
+        preset["method"], num_bits=args.bits, hash_warmup_steps=int(preset["warmup_fraction"] * steps),
+        seed=args.seed, **{**preset["model"], **kwargs},
+    )
     configure_trunk(model, hidden_noise, train_scales)
     model.compile(
-        d_optimizer=HashGAN.paper_optimizer(steps),
-        g_optimizer=HashGAN.paper_optimizer(steps),
+        d_optimizer=model.paper_optimizer(steps),
+        g_optimizer=model.paper_optimizer(steps),
         jit_compile=bool(tf.config.list_physical_devices("GPU")),  # as the recipes: XLA is slower on CPU
     )
-    init = np.random.default_rng([args.seed, 7]).choice(split.train, 500, replace=False)
+    init = np.random.default_rng([args.seed, 7]).choice(split.train, preset["init_batch_size"], replace=False)
     model.initialize_from_batch(pool.samples[np.sort(init)])
     train = training_dataset(pool, split.train, batch_size, seed=args.seed, drop_remainder=True, channels=1)
     rows = []
@@ -207,7 +211,7 @@ def main(argv=None):
         },
     )
 
-    pool, _ = gan_runner.load_images("mnist", args.data_dir)
+    pool = sources.get("mnist", data_dir=args.data_dir)
     split = get_protocol("mnist-hashgan").split(pool, seed=args.seed)
     shuffled = np.random.default_rng(123).permutation(split.train)
     queries, database = np.sort(shuffled[:1000]), np.sort(shuffled[1000:11000])

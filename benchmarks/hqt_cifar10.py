@@ -3,8 +3,11 @@
 Protocol ``cifar10-i`` (1,000 queries per class from all 60,000 images, the other 50,000 are the database, 500
 training images per class drawn from it; mAP@all), frozen EfficientNet-Lite0 ImageNet features (1,280-d)
 through the feature bank, 16 / 32 / 64 bits, for Bi-half, CIBHash and CIMON, each without and with the HQT
-regulariser (alpha = 0.5, depths 3-5, the released code's shared tree). Every model trains on cached features
-of augmented views; the heads, losses and hyper-parameters are those of tfhash.models' defaults (the papers').
+regulariser. Every model trains on cached features of augmented views. The settings are the recipes': each base's
+model, optimiser, learning-rate schedule, batch size and epochs (per code length) from the ``[paper]`` preset of
+recipes/<base>.toml, the HQT regulariser and the training augmentations from recipes/hqt_<base>.toml (alpha
+0.5, depths 3-5, the released code's shared tree); only the number of stored views per image (`BANK_VIEWS`)
+and the frozen backbone are the benchmark's own (CIMON's paper preset fine-tunes VGG16).
 
 Data: ../shared/data/cifar10-jpg.tar.gz, loaded by tfhash.data.sources.load_cifar10 (extracted once into its
 cache). The feature banks (query and database features, and the training views of each method) are cached
@@ -36,83 +39,55 @@ import tensorflow as tf  # noqa: E402
 
 import tfhash  # noqa: E402
 from tfhash import backbones, metrics, models  # noqa: E402
-from tfhash.callbacks import HQTPseudoBits  # noqa: E402
-from tfhash.data import get_protocol  # noqa: E402
-from tfhash.data.augment import cibhash_view, cimon_strong_view, cimon_weak_view  # noqa: E402
+from tfhash._atomic import write_json  # noqa: E402
+from tfhash.callbacks import CIMONPseudoSimilarityRefresher, HQTPseudoBits  # noqa: E402
+from tfhash.data import augment, get_protocol, sources  # noqa: E402
 from tfhash.data.feature_bank import FeatureBank  # noqa: E402
-from tfhash.data.sources import load_cifar10  # noqa: E402
+from tfhash.recipes import runner  # noqa: E402
 from tfhash.supervision import CIMONPseudoSimilarity, HyperQuantizationTree  # noqa: E402
 
 CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
 PROTOCOL = "cifar10-i"
+#: augmented views stored per training image (the extraction budget; the recipes' paper presets store more)
+BANK_VIEWS = {"bihalf": 2, "cibhash": 4, "cimon": 2}
 
 
-def training_augmentations(image_size):
-    """Each base's training views: (augmentation or pair, number of stored views)."""
-    return {
-        "bihalf": (cimon_weak_view(image_size), 2),
-        "cibhash": ((cibhash_view(image_size), cibhash_view(image_size)), 4),
-        "cimon": ((cimon_weak_view(image_size), cimon_strong_view(image_size)), 2),
-    }
+def recipe_settings(base, bits):
+    """``(settings, hqt)``: the ``[paper]`` settings of recipes/<base>.toml for ``bits``, and the HQT recipe's
+    (recipes/hqt_<base>.toml: its ``hqt`` table and training augmentations)."""
+    settings = runner.resolve(runner.load_config(base), "paper", bits=bits)
+    with_hqt = runner.resolve(runner.load_config(f"hqt_{base}"), "paper", bits=bits)
+    return settings, with_hqt
 
 
 def feature_banks(backbone_name, seed, bank_dir, bases, verbose=1):
     """(split, {base: FeatureBank}) on protocol cifar10-i for ``bases``; extracts what the cache lacks."""
     if not CIFAR_JPG.exists():
         raise SystemExit(f"CIFAR-10 is not at {CIFAR_JPG}: place cifar10-jpg.tar.gz there.")
-    pool = load_cifar10(CIFAR_JPG.parent)
+    pool = sources.get("cifar10", data_dir=CIFAR_JPG.parent)
     split = get_protocol(PROTOCOL).split(pool, seed=seed)
     backbone = backbones.get(backbone_name)
     banks = {}
-    for base, (augment, views) in training_augmentations(backbone.image_size).items():
-        if base not in bases:
-            continue
+    for base in bases:
+        names = recipe_settings(base, 16)[1]["augment"]
+        views = tuple(augment.get(name, backbone.image_size) for name in names)
         banks[base] = FeatureBank(
             backbone, pool, protocol=split.protocol, train=split.train,
             evaluation={"query": split.query, "database": split.database},
-            augment=augment, views=views, seed=seed, backbone_name=backbone_name,
-            directory=bank_dir, batch_size=128, verbose=verbose,
+            augment=views[0] if len(views) == 1 else views, views=BANK_VIEWS[base], seed=seed,
+            backbone_name=backbone_name, directory=bank_dir, batch_size=128, verbose=verbose,
         )
     return split, banks
 
 
-def piecewise_sgd(learning_rate, boundaries_in_epochs, steps_per_epoch, momentum, weight_decay):
-    """SGD whose learning rate is divided by 10 at each boundary (in epochs)."""
-    if boundaries_in_epochs:
-        boundaries = [int(b * steps_per_epoch) for b in boundaries_in_epochs]
-        values = [learning_rate * 0.1**i for i in range(len(boundaries) + 1)]
-        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    return keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=weight_decay)
-
-
-def base_settings(base, bits):
-    """The paper's optimiser, batch size and epochs of a base (papers/README.md)."""
-    if base == "bihalf":  # Bi-half / HQT code: SGD 1e-4, momentum .9, wd 5e-4, 300 epochs, lr ×0.1 at 120
-        return dict(epochs=300, batch=32, decay_at=[120], optimizer=("sgd", 1e-4, 0.9, 5e-4))
-    if base == "cibhash":  # CIBHash: Adam 1e-3, batch 64, 60 epochs (>= 80 at 16 bits)
-        return dict(epochs=80 if bits == 16 else 60, batch=64, decay_at=[], optimizer=("adam", 1e-3))
-    # CIMON: SGD 1e-3, momentum .9, wd 1e-5, batch 24, 150 epochs
-    return dict(epochs=150, batch=24, decay_at=[], optimizer=("sgd", 1e-3, 0.9, 1e-5))
-
-
 def scaled(settings, epochs_scale):
+    """The settings with the epochs (and the schedule's period) multiplied by ``epochs_scale``."""
     settings = dict(settings)
-    epochs = max(1, round(settings["epochs"] * epochs_scale))
-    settings["decay_at"] = [round(d * epochs_scale) for d in settings["decay_at"]]
-    settings["epochs"] = epochs
+    settings["epochs"] = max(1, round(settings["epochs"] * epochs_scale))
+    if settings["schedule"]:
+        every = max(1, round(settings["schedule"]["every_epochs"] * epochs_scale))
+        settings["schedule"] = {**settings["schedule"], "every_epochs": every}
     return settings
-
-
-def build_model(base, bits, bank, split, hqt, seed):
-    """The base hasher (tfhash.models defaults = the papers'), with the HQT regulariser when ``hqt``."""
-    n_train = len(split.train)
-    regularizer = models.HQTRegularizer(n_train, alpha=0.5) if hqt else None
-    common = dict(feature_size=bank.feature_size, hqt=regularizer, seed=seed)
-    if base == "bihalf":
-        return models.BiHalfHasher(bits, gamma=6.0, **common)
-    if base == "cibhash":
-        return models.CIBHasher(bits, **common)
-    return models.CIMONHasher(bits, num_samples=n_train, **common)
 
 
 def clean_train_features(bank, split):
@@ -122,28 +97,33 @@ def clean_train_features(bank, split):
     return bank.evaluation["database"][position]
 
 
-def train_and_evaluate(base, bits, hqt, bank, split, pool, settings, seed, verbose, tree_features="view0"):
+def train_and_evaluate(base, bits, hqt, bank, split, pool, epochs_scale, seed, verbose, tree_features="view0"):
+    settings, with_hqt = recipe_settings(base, bits)
+    settings = scaled(settings, epochs_scale)
     keras.utils.set_random_seed(seed)
-    model = build_model(base, bits, bank, split, hqt, seed)
-    steps = len(split.train) // settings["batch"]
-    kind, *arguments = settings["optimizer"]
-    if kind == "sgd":
-        optimizer = piecewise_sgd(arguments[0], settings["decay_at"], steps, *arguments[1:])
-    else:
-        optimizer = keras.optimizers.Adam(arguments[0])
-    model.compile(optimizer=optimizer, jit_compile=True, steps_per_execution=steps)
+    n_train = len(split.train)
+    regularizer = None
+    if hqt:
+        options = with_hqt["hqt"]
+        regularizer = models.HQTRegularizer(n_train, alpha=options["alpha"], signed_targets=options["signed_targets"])
+    model = models.get(base, num_bits=bits, feature_size=bank.feature_size, hqt=regularizer, seed=seed,
+                       **({"num_samples": n_train} if settings["pseudo_similarity"] else {}), **settings["model"])
+    steps = n_train // settings["batch_size"]
+    model.compile(optimizer=runner.build_optimizer(settings, steps), jit_compile=True, steps_per_execution=steps)
     callbacks = []
     started = time.perf_counter()
-    if base == "cimon":
-        fitted = CIMONPseudoSimilarity(seed=seed).fit(clean_train_features(bank, split))
-        model.assign_pseudo_similarity(fitted)
+    if settings["pseudo_similarity"]:  # CIMON: fitted on the un-augmented training features
+        similarity = CIMONPseudoSimilarity(**settings["pseudo_similarity"], seed=seed)
+        callbacks.append(CIMONPseudoSimilarityRefresher(similarity, clean_train_features(bank, split)))
     if hqt:
         # "view0": as released, trees on training features under the training augmentation (the first stored
         # view); "clean": on the un-augmented training images' features.
-        tree = HyperQuantizationTree(bits, depth_range=(3, 5), shared_tree=True, seed=seed)
+        options = with_hqt["hqt"]
+        tree = HyperQuantizationTree(bits, depth_range=tuple(options["depth_range"]),
+                                     shared_tree=options["shared_tree"], seed=seed)
         features = bank.train[0, 0] if tree_features == "view0" else clean_train_features(bank, split)
         callbacks.append(HQTPseudoBits(tree, features))
-    data = bank.training_dataset(settings["batch"], drop_remainder=True)
+    data = bank.training_dataset(settings["batch_size"], drop_remainder=True)
     history = model.fit(data, epochs=settings["epochs"], callbacks=callbacks, verbose=verbose)
     train_seconds = time.perf_counter() - started
     codes = {
@@ -151,26 +131,18 @@ def train_and_evaluate(base, bits, hqt, bank, split, pool, settings, seed, verbo
         for name in ("query", "database")
     }
     labels = {"query": pool.labels[split.query], "database": pool.labels[split.database]}
-    arguments = (codes["query"], codes["database"], labels["query"], labels["database"])
+    report = metrics.retrieval_report(codes["query"], codes["database"], labels["query"], labels["database"],
+                                      precision_at=())
     return {
         "base": base, "hqt": hqt, "bits": bits, "tree_features": tree_features if hqt else None,
-        "map_all": float(metrics.mean_average_precision(*arguments, ties="average")),
-        "map_all_stable": float(metrics.mean_average_precision(*arguments, ties="stable")),
-        "fisher_score": float(metrics.fisher_score(codes["database"], labels["database"])),
-        "entropy_ratio": float(metrics.entropy_ratio(codes["database"], labels["database"])),
-        "correlation_ratio": float(metrics.correlation_ratio(codes["database"], labels["database"])),
+        "map_all": report["map"], "map_all_stable": report["map_stable"],
+        "fisher_score": report["fisher_score"], "entropy_ratio": report["entropy_ratio"],
+        "correlation_ratio": report["correlation_ratio"],
         "mean_bit_correlation": float(metrics.mean_bit_correlation(codes["database"])),
         "train_seconds": round(train_seconds, 1),
-        "epochs": settings["epochs"], "batch": settings["batch"],
+        "epochs": settings["epochs"], "batch": settings["batch_size"],
         "final_loss": float(history.history["loss"][-1]),
     }
-
-
-def write_json(path, record):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as handle:
-        json.dump(record, handle, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def main(argv=None):
@@ -198,7 +170,7 @@ def main(argv=None):
         for base, bank in banks.items():
             print(base, {name: path for name, path in bank.files.items()})
         return
-    pool = load_cifar10(CIFAR_JPG.parent)
+    pool = sources.get("cifar10", data_dir=CIFAR_JPG.parent)
     record = {
         "benchmark": "benchmarks/hqt_cifar10.py", "protocol": PROTOCOL, "seed": args.seed, "train_seed": train_seed,
         "backbone": f"{args.backbone} (frozen, ImageNet), features through tfhash.data.FeatureBank",
@@ -221,10 +193,9 @@ def main(argv=None):
             for hqt in (True,) if args.hqt_only else (False, True):
                 if (base, hqt, bits) in done:
                     continue
-                settings = scaled(base_settings(base, bits), args.epochs_scale)
-                print(f"\n== {'HQT + ' if hqt else ''}{base}, {bits} bits: {settings}", flush=True)
+                print(f"\n== {'HQT + ' if hqt else ''}{base}, {bits} bits", flush=True)
                 row = train_and_evaluate(
-                    base, bits, hqt, banks[base], split, pool, settings, train_seed, args.verbose,
+                    base, bits, hqt, banks[base], split, pool, args.epochs_scale, train_seed, args.verbose,
                     args.tree_features,
                 )
                 print(json.dumps(row), flush=True)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tfhash import load_encoder
-from tfhash.recipes import gan_runner, hashgan_cifar10, hashgan_mnist
+from tfhash.models import HashGAN
+from tfhash.recipes import hashgan_cifar10, hashgan_mnist, runner
 from tfhash.recipes.runner import RecipeError, config_path
 
 
@@ -34,6 +35,7 @@ def smoke_flags(shared_data, tmp_path, *extra):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_smoke_run_on_a_small_mnist_slice_writes_every_output(shared_data, tmp_path):
     # The paper preset on a slice: one run, 8 bits; its Table 1 figures are not shown beside a subset's.
@@ -42,7 +44,7 @@ def test_smoke_run_on_a_small_mnist_slice_writes_every_output(shared_data, tmp_p
     (run,) = record["runs"]
     (summary,) = record["results"]
     assert run["bits"] == 8 and 0 <= run["map"] <= 1 and set(run["clustering"]) >= {"nmi", "accuracy"}
-    assert set(run["history"]) == {"encoder_loss", *gan_runner.HashGAN.loss_terms}
+    assert set(run["history"]) == {"encoder_loss", *HashGAN.loss_terms}
     assert (
         summary["map"] == {"mean": pytest.approx(run["map"], abs=1e-6), "std": 0.0} and summary["runs"] == 1
     )
@@ -54,6 +56,7 @@ def test_smoke_run_on_a_small_mnist_slice_writes_every_output(shared_data, tmp_p
     assert encoder.image_shape == (28, 28, 1) and encoder.metadata["model_class"] == "HashGAN"
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_runs_are_averaged_and_resume_trains_only_what_is_missing(shared_data, tmp_path):
     flags = smoke_flags(shared_data, tmp_path, "--export", "none")
@@ -73,22 +76,22 @@ def test_both_configs_load_and_resolve_to_the_papers_settings():
         ("hashgan_mnist", "mnist", "mnist-hashgan"),
         ("hashgan_cifar10", "cifar10", "cifar10-hashgan"),
     ):
-        config = gan_runner.load_config(recipe)
-        paper = gan_runner.resolve(config, "paper", bits=32)
+        config = runner.load_config(recipe)
+        paper = runner.resolve(config, "paper", bits=32)
         assert paper["model"]["architecture"] == architecture and paper["protocol"] == protocol
         assert paper["bits"] == [16, 32, 64] and paper["runs"] == 5 and paper["warmup_fraction"] == 0.1
         assert paper["model"]["collaborative_weight"] == 0.1 and paper["model"]["input_noise_stddev"] == 0.15
-        gan_runner.HashGAN(32, **paper["model"])  # every [model] key is an argument
-        demo = gan_runner.resolve(config, "demo")
+        HashGAN(32, **paper["model"])  # every [model] key is an argument
+        demo = runner.resolve(config, "demo")
         assert demo["protocol"] == protocol and demo["dataset"] == paper["dataset"]
-    mnist = gan_runner.resolve(gan_runner.load_config("hashgan_mnist"), "paper")
+    mnist = runner.resolve(runner.load_config("hashgan_mnist"), "paper")
     assert mnist["reported"]["16"] == {"map": 91.13, "map@1000": 94.31, "precision@1000": 93.52}
     assert mnist["reported_clustering"] == {"nmi": 0.913, "accuracy": 0.965}
 
 
 def test_command_line_overrides():
-    config = gan_runner.load_config("hashgan_mnist")
-    settings = gan_runner.resolve(
+    config = runner.load_config("hashgan_mnist")
+    settings = runner.resolve(
         config, "paper", {"epochs": 3, "runs": None, "model": {"min_entropy_weight": 0.01}}
     )
     assert (
@@ -114,7 +117,7 @@ def test_configuration_mistakes_name_the_key(tmp_path, old, new, message):
     path = tmp_path / "bad.toml"
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(RecipeError, match=message):
-        gan_runner.load_config(str(path))
+        runner.load_config(str(path))
 
 
 @pytest.mark.parametrize(
@@ -140,6 +143,7 @@ def test_missing_dataset_is_a_clear_error(tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_module_entry_point_prints_help():
     command = [sys.executable, "-m", "tfhash.recipes.hashgan_mnist", "--help"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)

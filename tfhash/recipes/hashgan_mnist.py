@@ -8,12 +8,12 @@ of generated images. Configuration: recipes/hashgan_mnist.toml.
     python -m tfhash.recipes.hashgan_mnist --preset demo      # one short run
 """
 
-from tfhash.recipes import gan_runner
+from tfhash.recipes import runner
 
 
 def main(argv=None):
     """Runs the recipe with the flags ``argv`` (None: ``sys.argv``); returns the metrics.json record."""
-    return gan_runner.run("hashgan_mnist", argv, description=__doc__)
+    return runner.run("hashgan_mnist", argv, description=__doc__)
 
 
 if __name__ == "__main__":
