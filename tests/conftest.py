@@ -4,7 +4,11 @@ Two logical CPU devices let `tf.distribute.MirroredStrategy` tests run on one ma
 TensorFlow's runtime is initialised, hence at import time here rather than in a test module.
 
 Real-data checks (marker ``real_data``) read ../shared/data beside the checkout, or the directory named by the
-environment variable TFHASH_SHARED_DATA, and skip with the reason where it is absent.
+environment variable TFHASH_SHARED_DATA, and skip with the reason where it is absent. Archives they unpack
+(the CIFAR-10 .tar.gz) go to a temporary directory of the session (`tfhash_cache_dir`), never to ~/.cache.
+
+Long end-to-end tests are marked ``slow``; the default run (setup.cfg) deselects them and
+``python -m pytest -m slow`` runs them (.ci/run runs both).
 """
 
 import os
@@ -21,6 +25,25 @@ except RuntimeError:  # the runtime was already initialised: tests needing two d
     pass
 
 SHARED_DATA = Path(os.environ.get("TFHASH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+CACHE_DIR_ENV = "TFHASH_CACHE_DIR"  # tfhash.data.sources' extraction cache (default ~/.cache/tfhash)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tfhash_cache_dir(tmp_path_factory):
+    """The extraction cache of the session: $TFHASH_CACHE_DIR points into pytest's temporary directory.
+
+    `tfhash.data.sources` extracts archives (CIFAR-10's .tar.gz) under $TFHASH_CACHE_DIR, by default
+    ~/.cache/tfhash; the tests (and the subprocesses they start) extract into this directory instead, once per
+    session for all of them.
+    """
+    path = tmp_path_factory.mktemp("tfhash-cache")
+    previous = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop(CACHE_DIR_ENV, None)
+    else:
+        os.environ[CACHE_DIR_ENV] = previous
 
 
 @pytest.fixture(scope="session")

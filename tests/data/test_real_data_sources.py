@@ -51,10 +51,9 @@ def test_idx_datasets(shared_data, loader, name, train_counts, test_counts, firs
 
 
 @pytest.fixture(scope="session")
-def cifar10(shared_data, tmp_path_factory):
-    """CIFAR-10 from the .tar.gz, extracted once per session into pytest's temporary cache."""
-    cache = tmp_path_factory.mktemp("cifar10-cache")
-    return load_cifar10(shared_data, cache_dir=cache), cache
+def cifar10(shared_data, tfhash_cache_dir):
+    """CIFAR-10 from the .tar.gz, extracted once per session into its temporary cache (conftest.py)."""
+    return load_cifar10(shared_data, cache_dir=tfhash_cache_dir), tfhash_cache_dir
 
 
 def test_cifar10_from_tar_gz(cifar10):

@@ -31,5 +31,22 @@ class SimilarityPreservingLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
+        _check_pairs(y_true, y_pred)
         difference = cosine_similarity_matrix(y_pred) - cosine_similarity_matrix(y_true)
         return tf.reduce_mean(tf.square(difference), axis=1)
+
+
+def _check_pairs(features, codes):
+    """Features and codes must be matrices of the same samples: a clear error, not a shape clash in TF."""
+    shape, code_shape = tf.TensorShape(features.shape), tf.TensorShape(codes.shape)
+    if shape.rank != 2 or code_shape.rank != 2:
+        raise ValueError(
+            "SimilarityPreservingLoss takes y_true = features (batch, d) and y_pred = codes (batch, k), got "
+            f"shapes {shape} and {code_shape}."
+        )
+    rows, code_rows = shape[0], code_shape[0]
+    if rows is not None and code_rows is not None and rows != code_rows:
+        raise ValueError(
+            f"SimilarityPreservingLoss got {rows} feature rows (y_true) but {code_rows} code rows (y_pred): "
+            "they must be the same samples in the same order (model.fit(features, features))."
+        )
