@@ -15,8 +15,8 @@ N, D, K = 24, 16, 8
 class Recorder(SupervisionRefresher):
     """Records the epochs it refreshes for; ``assigned`` plays the model's flag."""
 
-    def __init__(self, assigned=False, **kwargs):
-        super().__init__(features=None, **kwargs)
+    def __init__(self, assigned=False, features=None, **kwargs):
+        super().__init__(features=features, **kwargs)
         self.assigned, self.epochs = assigned, []
 
     def is_assigned(self, model):
@@ -60,20 +60,24 @@ def test_lifecycle(model, data, kwargs, initial_epoch, epochs):
 def test_refresh_index_and_features():
     assert [Recorder(every_n_epochs=3).refresh_index(e) for e in range(7)] == [0, 0, 0, 1, 1, 1, 2]
     assert Recorder().refresh_index(10) == 0
-    assert SupervisionRefresher(features=lambda m: m * 2).current_features(3) == 6
-    assert SupervisionRefresher(features=[1, 2]).current_features(None) == [1, 2]
+    assert Recorder(features=lambda m: m * 2).current_features(3) == 6
+    assert Recorder(features=[1, 2]).current_features(None) == [1, 2]
 
 
 def test_subclass_interface_and_arguments():
-    base = SupervisionRefresher(np.zeros((2, 2)))
-    with pytest.raises(NotImplementedError, match="is_assigned"):
-        base.is_assigned(None)
-    with pytest.raises(NotImplementedError, match="refresh"):
-        base.refresh(None, 0)
+    with pytest.raises(TypeError, match="abstract"):  # a subclass must implement is_assigned and refresh
+        SupervisionRefresher(np.zeros((2, 2)))
+
+    class OnlyAssigned(SupervisionRefresher):
+        def is_assigned(self, model):
+            return False
+
+    with pytest.raises(TypeError, match="refresh"):
+        OnlyAssigned(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="every_n_epochs"):
-        SupervisionRefresher(None, every_n_epochs=0)
+        Recorder(every_n_epochs=0)
     with pytest.raises(ValueError, match="refit_on_train_begin"):
-        SupervisionRefresher(None, refit_on_train_begin=1)
+        Recorder(refit_on_train_begin=1)
 
 
 # --- CIMONPseudoSimilarityRefresher ---------------------------------------------------------------------------

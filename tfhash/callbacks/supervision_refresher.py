@@ -1,11 +1,13 @@
 """The base of the callbacks that write a model's label-free, sample-indexed supervision between epochs."""
 
+import abc
+
 import keras
 
 from tfhash._validation import check_int
 
 
-class SupervisionRefresher(keras.callbacks.Callback):
+class SupervisionRefresher(keras.callbacks.Callback, abc.ABC):
     """Base of the callbacks that compute a model's per-sample supervision and write it into the model.
 
     Label-free supervision (HQT pseudo bits, CIMON's pseudo-similarity, and next DSAH's neighbour similarity or
@@ -71,13 +73,13 @@ class SupervisionRefresher(keras.callbacks.Callback):
 
     # --- subclass interface -------------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def is_assigned(self, model):
         """Whether ``model`` already holds the state this callback writes."""
-        raise NotImplementedError(f"{type(self).__name__} must implement is_assigned(model).")
 
+    @abc.abstractmethod
     def refresh(self, model, epoch):
         """Computes the state for ``epoch`` (epochs completed before it is used) and writes it into ``model``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement refresh(model, epoch).")
 
     def check(self, model):
         """Raises a ValueError when ``model`` cannot take this state (called at the start of training)."""
