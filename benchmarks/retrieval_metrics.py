@@ -166,9 +166,9 @@ def main():
         print(f"(tfhash on {ours['device']}; loop peak extra memory {loop['extra_bytes'] / 2**30:.2f} GB; the loop "
               "ranks ties with numpy's unstable argsort, hence the small |Δ| against either tie rule)")
     if args.json:
-        with open(args.json + ".tmp", "w") as handle:
-            json.dump(results, handle, indent=2)
-        os.replace(args.json + ".tmp", args.json)
+        from tfhash._atomic import write_json
+
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

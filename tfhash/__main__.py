@@ -10,11 +10,12 @@ Example::
 
 import argparse
 import os
-import secrets
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from tfhash._atomic import write_atomically, write_text
 
 ENCODE_DESCRIPTION = """\
 Encode images or features with a SavedModel written by model.export(path) (tfhash.export), and save the codes
@@ -180,26 +181,11 @@ def _read_images(files, image_shape):
 
 
 def _save_atomically(output, codes, names):
-    """Writes the codes (and the file list) to temporary files beside them, then renames them into place."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(4)
-    pending = []
-    try:
-        staged = output.with_name(f".{output.name}.tmp-{token}")
-        pending.append((staged, output))
-        with open(staged, "wb") as file:  # a file object: np.save would append .npy to the temporary name
-            np.save(file, codes, allow_pickle=False)
-        if names is not None:
-            listing = output.with_suffix(".txt")
-            staged_list = listing.with_name(f".{listing.name}.tmp-{token}")
-            pending.append((staged_list, listing))
-            staged_list.write_text("".join(f"{name}\n" for name in names))
-        for staged, final in pending:
-            os.replace(staged, final)
-    finally:
-        for staged, _ in pending:
-            if staged.exists():
-                staged.unlink()
+    """Writes the file list (if any), then the codes, each whole or not at all (`tfhash._atomic`)."""
+    if names is not None:
+        write_text(output.with_suffix(".txt"), "".join(f"{name}\n" for name in names))
+    # A file object: np.save would append .npy to a temporary file's name.
+    write_atomically(output, lambda file: np.save(file, codes, allow_pickle=False), mode="wb")
 
 
 if __name__ == "__main__":
