@@ -38,7 +38,7 @@ import tensorflow as tf  # noqa: E402
 from tfhash.data.augment import cibhash_view  # noqa: E402
 from tfhash.data.feature_bank import FeatureBank  # noqa: E402
 from tfhash.data.image_set import ImageSet  # noqa: E402
-from tfhash.data.pipelines import training_dataset  # noqa: E402
+from tfhash.data.pipelines import steps_per_epoch, training_dataset  # noqa: E402
 
 CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
 STAND_IN = "EfficientNetB0 (keras.applications, random weights) standing in for {name}"
@@ -115,11 +115,13 @@ class EpochTimes(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.start)
 
 
-def timed_epoch(model, data, epochs):
-    """Median seconds of ``epochs`` warm epochs (a 2-batch fit traces the training step first)."""
+def timed_epoch(model, data, epochs, steps):
+    """Median seconds of ``epochs`` warm epochs of ``steps`` batches each (a 2-batch fit traces the training
+    step first); ``data`` is a stream of ``epochs`` epochs (tfhash.data pipelines, ``epochs=epochs``)."""
     model.fit(data.take(2), epochs=1, verbose=0, shuffle=False)
     times = EpochTimes()
-    model.fit(data, epochs=epochs, verbose=0, shuffle=False, callbacks=[times])  # the data shuffle themselves
+    # The data shuffle themselves; a fresh iteration of the stream starts again at its first epoch.
+    model.fit(data, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[times])
     return float(np.median(times.seconds))
 
 
@@ -145,10 +147,12 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         pool, train = synthetic_images(args.train, args.seed) if args.synthetic else cifar_jpegs(args.train)
 
-        images = training_dataset(pool, train, args.batch_size, augment=view, seed=args.seed)
+        images = training_dataset(pool, train, args.batch_size, epochs=1, augment=view, seed=args.seed)
         inputs = keras.Input((image_size, image_size, 3), dtype="uint8")
         image_model = head(inputs, lambda x: backbone(x, training=False), args.seed)
-        image_epoch = timed_epoch(image_model, images, epochs=1)
+        image_epoch = timed_epoch(
+            image_model, images, epochs=1, steps=steps_per_epoch(len(train), args.batch_size)
+        )
 
         start = time.perf_counter()
         bank = FeatureBank(
@@ -167,7 +171,10 @@ def main():
         extraction = time.perf_counter() - start
         feature_model = head(keras.Input((bank.feature_size,)), lambda x: x, args.seed)
         # The bank epoch lasts a fraction of a second: the median of 5 damps the noise of a shared machine.
-        bank_epoch = timed_epoch(feature_model, bank.training_dataset(args.batch_size), epochs=5)
+        bank_epoch = timed_epoch(
+            feature_model, bank.training_dataset(args.batch_size, epochs=5), epochs=5,
+            steps=bank.steps_per_epoch(args.batch_size),
+        )
 
     result = {
         "data": pool.name,

@@ -42,7 +42,7 @@ from sklearn.cluster import KMeans  # noqa: E402
 
 from tfhash import metrics, models  # noqa: E402
 from tfhash._atomic import write_json  # noqa: E402
-from tfhash.data import get_protocol, sources, training_dataset  # noqa: E402
+from tfhash.data import get_protocol, sources, steps_per_epoch, training_dataset  # noqa: E402
 from tfhash.recipes import runner  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
@@ -150,7 +150,8 @@ def run_variant(name, pool, split, queries, database, args):
     keras.utils.set_random_seed(args.seed)
     preset = runner.resolve(runner.load_config("hashgan_mnist"), "paper")
     batch_size = preset["batch_size"]
-    steps = args.epochs * (len(split.train) // batch_size)
+    epoch_steps = steps_per_epoch(len(split.train), batch_size, drop_remainder=True)
+    steps = args.epochs * epoch_steps
     model = models.get(
         preset["method"], num_bits=args.bits, hash_warmup_steps=int(preset["warmup_fraction"] * steps),
         seed=args.seed, **{**preset["model"], **kwargs},
@@ -163,12 +164,15 @@ def run_variant(name, pool, split, queries, database, args):
     )
     init = np.random.default_rng([args.seed, 7]).choice(split.train, preset["init_batch_size"], replace=False)
     model.initialize_from_batch(pool.samples[np.sort(init)])
-    train = training_dataset(pool, split.train, batch_size, seed=args.seed, drop_remainder=True, channels=1)
+    train = training_dataset(
+        pool, split.train, batch_size, epochs=args.epochs, seed=args.seed, drop_remainder=True, channels=1
+    )
     rows = []
     started = time.perf_counter()
     model.fit(
         train,
         epochs=args.epochs,
+        steps_per_epoch=epoch_steps,
         verbose=0,
         callbacks=[_PerEpoch(lambda: evaluate(model, pool, queries, database), rows)],
     )

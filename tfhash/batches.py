@@ -19,6 +19,9 @@ INPUTS = "inputs"
 SAMPLE_INDEX = "sample_index"
 LABELS = "labels"
 KEYS = (INPUTS, SAMPLE_INDEX, LABELS)
+#: attribute of a training stream (`tfhash.data.training_dataset`, `FeatureBank.training_dataset`):
+#: ``(initial_epoch, epochs, steps_per_epoch)`` it was built for; tfhash models' ``fit`` reads it.
+EPOCH_STREAM = "tfhash_epoch_stream"
 
 
 def unpack(data, owner, needs_index=False, views=1):

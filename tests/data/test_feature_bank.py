@@ -98,6 +98,13 @@ def first_batch(dataset):
 
 
 def batches(dataset, epochs=2):
+    """The batches of ``epochs`` epochs: a training stream (built with that many epochs) cut into equal parts,
+    or an evaluation dataset iterated ``epochs`` times."""
+    if SAMPLE_INDEX in dataset.element_spec:
+        served = [tf.nest.map_structure(lambda t: t.numpy(), as_pair(batch)) for batch in dataset]
+        steps = len(served) // epochs
+        assert len(served) == len(dataset) == steps * epochs
+        return [served[k * steps : (k + 1) * steps] for k in range(epochs)]
     return [
         [tf.nest.map_structure(lambda t: t.numpy(), as_pair(batch)) for batch in dataset] for _ in range(epochs)
     ]
@@ -107,8 +114,10 @@ def batches(dataset, epochs=2):
 def test_same_batches_as_the_backbone_on_the_image_pipeline(backbone, tmp_path, augment):
     # One stored view: every epoch serves view 0, which is the image pipeline's fixed view 0 for this seed.
     features = bank(backbone, tmp_path, augment=augment, views=1)
-    served = batches(features.training_dataset(batch_size=5))
-    images = batches(training_dataset(POOL, TRAIN, 5, augment=augment, view=0, seed=4, image_size=12))
+    served = batches(features.training_dataset(batch_size=5, epochs=2))
+    images = batches(
+        training_dataset(POOL, TRAIN, 5, epochs=2, augment=augment, view=0, seed=4, image_size=12)
+    )
     for served_epoch, image_epoch in zip(served, images, strict=True):
         for (feature, index), (image, image_index) in zip(served_epoch, image_epoch, strict=True):
             np.testing.assert_array_equal(index, image_index)
@@ -125,7 +134,8 @@ def stored_views(backbone, views, augment):
     for view in range(views):
         images, _ = first_batch(
             training_dataset(
-                POOL, TRAIN, len(TRAIN), augment=augment, view=view, seed=4, shuffle=False, image_size=12
+                POOL, TRAIN, len(TRAIN), epochs=1, augment=augment, view=view, seed=4, shuffle=False,
+                image_size=12,
             )
         )
         result.append(encode(backbone, images))
@@ -137,7 +147,7 @@ def test_each_epoch_samples_one_stored_view_per_sample(backbone, tmp_path):
     expected = stored_views(backbone, 3, WEAK)
     np.testing.assert_allclose(features.train[0], expected, rtol=1e-5, atol=1e-6)
     used = set()
-    for epoch in batches(features.training_dataset(batch_size=6), epochs=4):
+    for epoch in batches(features.training_dataset(batch_size=6, epochs=4), epochs=4):
         for feature, index in epoch:
             distances = np.abs(expected[:, index] - feature[None]).max(axis=-1)  # (views, batch)
             assert np.all(distances.min(axis=0) < 1e-5)
@@ -147,16 +157,26 @@ def test_each_epoch_samples_one_stored_view_per_sample(backbone, tmp_path):
     again = bank(backbone, tmp_path, augment=WEAK, views=3)
     tf.nest.map_structure(
         np.testing.assert_array_equal,
-        batches(features.training_dataset(batch_size=6)),
-        batches(again.training_dataset(batch_size=6)),
+        batches(features.training_dataset(batch_size=6, epochs=2)),
+        batches(again.training_dataset(batch_size=6, epochs=2)),
     )
+
+
+def test_a_resumed_stream_serves_the_uninterrupted_runs_views(backbone, tmp_path):
+    features = bank(backbone, tmp_path, augment=(WEAK, WEAK), views=3)
+    uninterrupted = batches(features.training_dataset(batch_size=5, epochs=4), epochs=4)
+    tf.random.set_seed(5)  # the global seed plays no part
+    resumed = batches(features.training_dataset(batch_size=5, epochs=4, initial_epoch=2), epochs=2)
+    tf.nest.map_structure(np.testing.assert_array_equal, uninterrupted[2:], resumed)
+    assert features.steps_per_epoch(5) == 4 and features.steps_per_epoch(5, drop_remainder=True) == 3
+    assert len(features.training_dataset(5, epochs=3, drop_remainder=True)) == 9
 
 
 def test_two_views_of_one_augmentation_are_different_stored_views(backbone, tmp_path):
     features = bank(backbone, tmp_path, augment=(WEAK, WEAK), views=2)
     assert features.train.shape == (1, 2, len(TRAIN), 6) and features.shared_views
     expected = stored_views(backbone, 2, WEAK)
-    for epoch in batches(features.training_dataset(batch_size=6)):
+    for epoch in batches(features.training_dataset(batch_size=6, epochs=2)):
         for (first, second), index in epoch:
             first_view = np.abs(expected[:, index] - first[None]).max(axis=-1).argmin(axis=0)
             second_view = np.abs(expected[:, index] - second[None]).max(axis=-1).argmin(axis=0)
@@ -246,7 +266,7 @@ def test_interrupted_extraction_leaves_no_cache_file(backbone, tmp_path):
 def test_float16_storage_is_served_as_float32(backbone, tmp_path):
     features = bank(backbone, tmp_path, dtype="float16")
     assert features.train.dtype == np.float16 and np.load(features.files["train"]).dtype == np.float16
-    feature, _ = first_batch(features.training_dataset(batch_size=4))
+    feature, _ = first_batch(features.training_dataset(batch_size=4, epochs=1))
     assert feature.dtype == tf.float32
 
 
@@ -275,7 +295,7 @@ def test_training_with_cached_features_under_mirrored_strategy(backbone, tmp_pat
     features = bank(backbone, tmp_path, augment=(WEAK, WEAK), views=2)
     strategy = mirrored_strategy
     seen = []
-    for batch in strategy.experimental_distribute_dataset(features.training_dataset(batch_size=4)):
+    for batch in strategy.experimental_distribute_dataset(features.training_dataset(batch_size=4, epochs=1)):
         (first, _), index = batch[INPUTS], batch[SAMPLE_INDEX]
         seen.extend(np.concatenate([i.numpy() for i in strategy.experimental_local_results(index)]))
         assert strategy.experimental_local_results(first)[0].shape[1] == 6

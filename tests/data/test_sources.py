@@ -16,6 +16,7 @@ import types
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfhash.data.sources.idx as idx_module
 from tfhash.data.sources import (
@@ -77,14 +78,19 @@ def write_idx_directory(directory, compress=True, train=6, test=3, names="{prefi
     return images, labels
 
 
+# The smallest real images: load_image_folder checks that every listed file can be decoded.
+TINY_JPEG = tf.io.encode_jpeg(np.zeros((2, 2, 3), np.uint8)).numpy()
+TINY_PNG = tf.io.encode_png(np.zeros((2, 2, 3), np.uint8)).numpy()
+
+
 def make_image_folder(root, classes=CIFAR10_CLASSES, per_split=(("train", 3), ("test", 1))):
-    """<split>/<class>/NNNN.jpg placeholder files (listing needs no decodable image), plus files to ignore."""
+    """<split>/<class>/NNNN.jpg tiny JPEG files, plus files to ignore."""
     for split, count in per_split:
         for name in classes:
             folder = root / split / name
             folder.mkdir(parents=True)
             for index in reversed(range(count)):  # created out of order: the listing must sort
-                (folder / f"{index:04d}.jpg").write_bytes(b"jpeg")
+                (folder / f"{index:04d}.jpg").write_bytes(TINY_JPEG)
             (folder / "notes.txt").write_text("not an image")
             (folder / ".hidden.jpg").write_bytes(b"jpeg")
     return root
@@ -394,7 +400,7 @@ def test_load_image_folder_layouts(tmp_path):
     flat = tmp_path / "flat"
     for name in ("dog", "cat"):
         (flat / name).mkdir(parents=True)
-        (flat / name / "x.PNG").write_bytes(b"png")
+        (flat / name / "x.PNG").write_bytes(TINY_PNG)
     pool = load_image_folder(flat, name="pets")
     assert pool.class_names == ("cat", "dog") and pool.labels.tolist() == [0, 1]
     assert set(pool.partition) == {"train"}

@@ -113,3 +113,47 @@ def test_hashgan_serves_images_with_its_threshold():
     assert interface.image_shape == (28, 28, 1) and interface.feature_size is None
     assert interface.preprocessing == "pixels / 255 scaled to [0, 1]" and interface.backbone_class is None
     np.testing.assert_array_equal(model.binarize_outputs(tf.constant([[0.5, 0.50001, 0.2]])), [[-1, 1, -1]])
+
+
+# --- fit on a tfhash training stream -----------------------------------------------------------------------
+
+
+def _stream_and_model(epochs, initial_epoch=0):
+    from tfhash.data import training_dataset
+    from tfhash.data.sources import load_arrays
+    from tfhash.models import BiHalfHasher
+
+    rng = np.random.default_rng(0)
+    pool = load_arrays(rng.normal(size=(40, 6)).astype("float32"), np.arange(40) % 4)
+    data = training_dataset(pool, np.arange(40), 8, epochs=epochs, initial_epoch=initial_epoch, seed=0)
+    model = BiHalfHasher(4, feature_size=6, seed=0)
+    model.compile(optimizer="sgd")
+    return data, model
+
+
+class _Steps(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.batches.append(self.params["steps"])
+
+
+def test_fit_takes_steps_per_epoch_from_the_stream():
+    data, model = _stream_and_model(epochs=3)
+    steps = _Steps()
+    history = model.fit(data, epochs=3, verbose=0, callbacks=[steps])
+    # Without steps_per_epoch Keras would read the whole 15-batch stream as epoch 0: 5 batches per epoch here.
+    assert steps.batches == [5, 5, 5] and len(history.history["loss"]) == 3
+
+
+@pytest.mark.parametrize(
+    "fit_kwargs, match",
+    [({"epochs": 4}, "epochs=3"), ({"epochs": 3, "initial_epoch": 1}, "initial_epoch=0"),
+     ({"epochs": 3, "steps_per_epoch": 4}, "5 steps per epoch")],
+)
+def test_fit_refuses_epochs_that_are_not_the_streams(fit_kwargs, match):
+    data, model = _stream_and_model(epochs=3)
+    with pytest.raises(ValueError, match=match):
+        model.fit(data, verbose=0, **fit_kwargs)

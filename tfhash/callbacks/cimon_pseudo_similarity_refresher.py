@@ -38,7 +38,7 @@ class CIMONPseudoSimilarityRefresher(SupervisionRefresher):
     >>> model = CIMONHasher(64, num_samples=len(split.train), feature_size=bank.feature_size, seed=0)
     >>> refresher = CIMONPseudoSimilarityRefresher(CIMONPseudoSimilarity(num_clusters=70, seed=0),
     ...                                            bank.train[0, 0])
-    >>> model.fit(bank.training_dataset(batch_size=24), epochs=150, callbacks=[refresher])
+    >>> model.fit(bank.training_dataset(batch_size=24, epochs=150), epochs=150, callbacks=[refresher])
     >>> # the same, built from the model's configuration:
     >>> model.fit(..., callbacks=model.supervision_refreshers(bank.train[0, 0]))
 

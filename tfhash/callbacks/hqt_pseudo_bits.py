@@ -37,7 +37,8 @@ class HQTPseudoBits(SupervisionRefresher):
 
     >>> model = BiHalfHasher(64, feature_size=4096, hqt=HQTRegularizer(num_samples=5000))
     >>> tree = HyperQuantizationTree(64, depth_range=(3, 5), seed=0)
-    >>> model.fit(bank.training_dataset(64), epochs=300, callbacks=[HQTPseudoBits(tree, bank.train[0, 0])])
+    >>> data = bank.training_dataset(64, epochs=300)
+    >>> model.fit(data, epochs=300, callbacks=[HQTPseudoBits(tree, bank.train[0, 0])])
 
     Reference:
         Kim & Ryu, "Unsupervised Hashing Network with Hyper Quantization Tree", BMVC 2024, Alg. 1 (the pseudo

@@ -82,8 +82,11 @@ class RetrievalEvaluation(keras.callbacks.Callback):
 
     Example:
         >>> evaluation = RetrievalEvaluation((x_query, y_query), (x_db, y_db), top_k=1000)
+        >>> train = bank.training_dataset(64, epochs=50)   # one stream over the 50 epochs
         >>> model.fit(train, epochs=50, callbacks=[evaluation,
         ...           keras.callbacks.EarlyStopping(monitor="val_map@1000", mode="max", patience=5)])
+        >>> # a plain keras.Model is told the length of an epoch (a tfhash model takes it from the stream):
+        >>> model.fit(train, epochs=50, steps_per_epoch=bank.steps_per_epoch(64), callbacks=[evaluation])
     """
 
     def __init__(

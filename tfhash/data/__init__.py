@@ -9,7 +9,7 @@ backbone features with the same contract.
 from tfhash.data import augment, protocols, sources
 from tfhash.data.feature_bank import FeatureBank
 from tfhash.data.image_set import ImageSet
-from tfhash.data.pipelines import evaluation_dataset, training_dataset
+from tfhash.data.pipelines import evaluation_dataset, steps_per_epoch, training_dataset
 from tfhash.data.protocols import Protocol, Split, get_protocol, list_protocols, register_protocol
 
 __all__ = [
@@ -24,5 +24,6 @@ __all__ = [
     "protocols",
     "register_protocol",
     "sources",
+    "steps_per_epoch",
     "training_dataset",
 ]

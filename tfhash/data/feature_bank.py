@@ -28,8 +28,10 @@ from tfhash.data.pipelines import (
     _check_seed,
     _options,
     _pipeline,
+    steps_per_epoch,
     training_dataset,
 )
+from tfhash.data.sources.image_folder import decode_error, describe_bad_images, find_bad_images
 
 # Bump when the stored content or its meaning changes: old cache files are then simply not found.
 _FORMAT = 1
@@ -61,7 +63,9 @@ class FeatureBank:
     the augmentation configs (layer names and layer seeds aside), ``views`` and ``seed``. Any change
     recomputes; evaluation features do not depend on the augmentation, ``views`` or ``seed``. Files are
     written to a temporary file and renamed (``os.replace``), so an interrupted extraction leaves no partial
-    cache file.
+    cache file. Image files that cannot be decoded (empty, truncated, not an image) are named in a ValueError
+    before a split's extraction starts (`tfhash.data.sources.image_folder.find_bad_images`), and damage that
+    check cannot see is named when extraction meets it; nothing is cached then.
 
     The backbone runs with ``training=False`` on uint8 images resized to ``image_size`` (a last, smaller batch
     is padded to ``batch_size``); its features are served as float32. The arrays are held in memory: A x views
@@ -101,7 +105,12 @@ class FeatureBank:
     >>> bank = FeatureBank(tfhash.backbones.get("vgg16"), pool, protocol=split.protocol, train=split.train,
     ...                    evaluation={"query": split.query, "database": split.database},
     ...                    augment=(cibhash_view(224), cibhash_view(224)), views=5, seed=0)
-    >>> model.fit(bank.training_dataset(batch_size=64), epochs=60)    # {"inputs": (f1, f2), "sample_index"}
+    >>> data = bank.training_dataset(batch_size=64, epochs=60)     # {"inputs": (f1, f2), "sample_index"}
+    >>> model.fit(data, epochs=60, steps_per_epoch=bank.steps_per_epoch(64))
+    >>> # Resumed in a new process after epoch 30, exactly as the uninterrupted run continues:
+    >>> model = keras.saving.load_model("run.keras")
+    >>> data = bank.training_dataset(batch_size=64, epochs=60, initial_epoch=30)
+    >>> model.fit(data, epochs=60, initial_epoch=30, steps_per_epoch=bank.steps_per_epoch(64))
     >>> database_codes = model.predict(bank.evaluation_dataset("database", batch_size=256))
 
     Reference:
@@ -197,24 +206,38 @@ class FeatureBank:
         return (self.train if self.train is not None else next(iter(self.evaluation.values()))).shape[-1]
 
     def training_dataset(
-        self, batch_size, *, seed=None, shuffle=True, drop_remainder=False, input_context=None
+        self,
+        batch_size,
+        *,
+        epochs,
+        initial_epoch=0,
+        seed=None,
+        shuffle=True,
+        drop_remainder=False,
+        input_context=None,
     ):
         """Training features as `training_dataset` would give the backbone's outputs on augmented images.
 
-        Yields ``{"inputs": features, "sample_index": i}``, ``inputs`` a pair ``(features_a, features_b)`` when
-        the bank was built with a pair of augmentations; float32 features, int64 positions in the training
-        split. The order is that of `tfhash.data.pipelines.training_dataset` with the same ``seed`` and
-        ``shuffle``.
+        Yields ``{"inputs": features, "sample_index": i}``, ``inputs`` a pair ``(features_a, features_b)``
+        when the bank was built with a pair of augmentations; float32 features, int64 positions in the
+        training split; the epochs ``initial_epoch .. epochs - 1`` one after the other. The order is that of
+        `tfhash.data.pipelines.training_dataset` with the same ``seed``, ``shuffle`` and epochs, and the
+        stored view each sample gets is drawn from (``seed``, epoch, sample): a run resumed at
+        ``initial_epoch`` in a new process gets the batches of the uninterrupted run. Train with
+        ``fit(data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=bank.steps_per_epoch(...))``.
 
         Args:
             batch_size: int, the global batch size.
+            epochs: int >= 1, the epoch at which the run ends (exclusive), as Keras' ``fit(epochs=...)``.
+            initial_epoch: int, the first epoch served, as ``fit(initial_epoch=...)``.
             seed: int, seed of the order and of the per-epoch choice of views; defaults to the bank's seed.
-            shuffle: reshuffle every epoch.
+            shuffle: a new seeded permutation every epoch (False keeps index order).
             drop_remainder: drop the last, smaller batch of each epoch.
             input_context: a `tf.distribute.InputContext`, as in `training_dataset`.
 
         Returns:
-            A `tf.data.Dataset`.
+            A `tf.data.Dataset` of ``(epochs - initial_epoch) * steps_per_epoch(batch_size, drop_remainder)``
+            batches.
         """
         if self.train is None:
             raise ValueError("This FeatureBank has no training features: build it with `train` indices.")
@@ -226,8 +249,8 @@ class FeatureBank:
         def pick(key, count):
             return tf.random.stateless_uniform([], key, minval=0, maxval=count, dtype=tf.int64)
 
-        def example(position, epoch_key):
-            key = fold_seed(fold_seed(base_seed, epoch_key), position)
+        def example(position, epoch):
+            key = fold_seed(fold_seed(base_seed, epoch), position)
             first = pick(fold_seed(key, 0), views)
             if not self.two_view:
                 return {INPUTS: tf.cast(features[0, first, position], tf.float32), SAMPLE_INDEX: position}
@@ -238,8 +261,16 @@ class FeatureBank:
             pair = (features[0, first, position], features[source, second, position])
             return {INPUTS: tuple(tf.cast(f, tf.float32) for f in pair), SAMPLE_INDEX: position}
 
-        positions = tf.data.Dataset.range(features.shape[2])
-        return _pipeline(positions, example, batch_size, seed, shuffle, drop_remainder, input_context)
+        return _pipeline(
+            features.shape[2], example, batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
+            input_context=input_context, epochs=epochs, initial_epoch=initial_epoch,
+        )
+
+    def steps_per_epoch(self, batch_size, *, drop_remainder=False):
+        """Batches per epoch of `training_dataset` with this ``batch_size``: Keras' ``steps_per_epoch``."""
+        if self.train is None:
+            raise ValueError("This FeatureBank has no training features: build it with `train` indices.")
+        return steps_per_epoch(self.train.shape[2], batch_size, drop_remainder=drop_remainder)
 
     def evaluation_dataset(self, split, batch_size, *, input_context=None):
         """``{"inputs": features, "labels": labels}`` of an evaluation split, in index order (float32 features).
@@ -312,6 +343,15 @@ class FeatureBank:
     def _extract(self, split):
         # Evaluation images go through the same reading and resizing as training ones, without augmentation.
         indices = self.indices[split]
+        if self.image_set.kind == "files":  # before any image is read: files that cannot be decoded
+            bad = find_bad_images(self.image_set.samples[indices])
+            if bad:
+                where = f"{self.image_set.name!r} / {split}"
+                raise ValueError(
+                    f"FeatureBank: {describe_bad_images(bad, where)}\nRepair or remove them "
+                    "(tfhash.data.sources.load_image_folder(..., on_bad_image=\"skip\") leaves "
+                    "them out); nothing was cached."
+                )
         augments = () if split != "train" else self.augments[:1] if self.shared_views else self.augments
         streams, views = max(len(augments), 1), self.views if augments else 1
         total = streams * views * len(indices)
@@ -328,13 +368,14 @@ class FeatureBank:
                 indices,
                 self.batch_size,
                 augment=augments or None,
+                epochs=1,
                 view=view,
                 seed=self.seed,
                 shuffle=False,
                 image_size=self.image_size,
                 channels=self.channels,
             )
-            for batch in data:
+            for batch in self._batches(data, indices, split):
                 images, positions = batch[INPUTS], batch[SAMPLE_INDEX]
                 for stream, batch in enumerate(images if streams == 2 else (images,)):
                     output = self._run_backbone(batch)
@@ -347,6 +388,29 @@ class FeatureBank:
                     features[stream, view, positions.numpy()] = output.numpy()
                     progress.add(len(batch))
         return features if split == "train" else features[0, 0]
+
+    def _batches(self, data, indices, split):
+        """The batches of ``data`` (in index order); a file that fails to decode is named in the error."""
+        done, iterator = 0, iter(data)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except tf.errors.InvalidArgumentError as error:
+                if self.image_set.kind != "files":
+                    raise
+                # Batches come in index order: the failure is in the batch after the ``done`` images.
+                for path in self.image_set.samples[indices[done : done + self.batch_size]]:
+                    problem = decode_error(str(path))
+                    if problem is not None:
+                        raise ValueError(
+                            f"FeatureBank: image {path} ({self.image_set.name!r} / {split}) cannot be "
+                            f"decoded: {problem}. Nothing was cached."
+                        ) from error
+                raise
+            done += len(batch[SAMPLE_INDEX])
+            yield batch
 
     def _run_backbone(self, images):
         # A last, smaller batch is padded to the full batch size, so the backbone is traced for one shape: a

@@ -1,5 +1,7 @@
 """The common base of every tfhash model: code length, encoding, prediction, loss trackers and serving."""
 
+import inspect
+
 import keras
 
 from tfhash import batches
@@ -111,6 +113,40 @@ class HashingModel(keras.Model):
         for name, tracker in self.trackers.items():
             tracker.update_state(losses[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    # --- training -----------------------------------------------------------------------------------------
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`; on a tfhash training stream, ``steps_per_epoch`` comes from the stream.
+
+        `tfhash.data.training_dataset` and `FeatureBank.training_dataset` yield one stream over the epochs
+        ``initial_epoch .. epochs - 1`` they were built for, which Keras reads right only with
+        ``steps_per_epoch`` (else it takes the whole stream as the first epoch). On such a stream ``fit`` sets
+        it, and refuses ``epochs`` / ``initial_epoch`` / ``steps_per_epoch`` that differ from the stream's
+        (they would train on other epochs' batches).
+
+        Raises:
+            ValueError: the arguments do not match the stream, naming both.
+        """
+        arguments = inspect.signature(keras.Model.fit).bind_partial(self, *args, **kwargs).arguments
+        stream = getattr(arguments.get("x"), batches.EPOCH_STREAM, None)
+        if stream is not None:
+            initial_epoch, epochs, steps = stream
+            asked = (arguments.get("initial_epoch", 0), arguments.get("epochs", 1))
+            if asked != (initial_epoch, epochs):
+                raise ValueError(
+                    f"{type(self).__name__}.fit(initial_epoch={asked[0]}, epochs={asked[1]}) on a training "
+                    f"stream built for initial_epoch={initial_epoch}, epochs={epochs}: build the dataset with "
+                    "the epochs fit runs (training_dataset(..., epochs=E, initial_epoch=e))."
+                )
+            if arguments.get("steps_per_epoch") not in (None, steps):
+                raise ValueError(
+                    f"{type(self).__name__}.fit(steps_per_epoch={arguments['steps_per_epoch']}) on a training "
+                    f"stream of {steps} steps per epoch: leave steps_per_epoch out (it is taken from the stream)."
+                )
+            if "steps_per_epoch" not in arguments:
+                kwargs["steps_per_epoch"] = steps
+        return super().fit(*args, **kwargs)
 
     # --- saving -------------------------------------------------------------------------------------------
 
