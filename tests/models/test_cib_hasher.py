@@ -96,11 +96,13 @@ def test_loss_decreases_on_an_easy_problem(views, stochastic):
     model = model_with(stochastic=stochastic)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     before = model.evaluate(paired(views), verbose=0, return_dict=True)["contrastive"]
-    history = model.fit(paired(views), epochs=8, verbose=0).history["contrastive"]
+    # 16 epochs: from the default (PyTorch) init, narrower than Glorot, 8 epochs drop the sampled codes' loss
+    # by only 0.3-0.9 (seeds 0-3)
+    history = model.fit(paired(views), epochs=16, verbose=0).history["contrastive"]
     after = model.evaluate(paired(views), verbose=0, return_dict=True)["contrastive"]
-    if stochastic:  # the sampled codes' loss, the one trained (seeds 0-3 drop it by 0.9-1.0)
+    if stochastic:  # the sampled codes' loss, the one trained (seeds 0-3 drop it by 1.2-1.7)
         assert history[-1] < history[0] - 0.5, history
-    else:  # thresholded codes, in training and evaluation alike (seeds 0-3: drops of 0.45-0.65)
+    else:  # thresholded codes, in training and evaluation alike (seeds 0-3: drops of 0.7-1.0)
         assert after < before - 0.3, (before, after)
     # The two views of a sample mostly get the same code.
     assert np.mean(model.predict(views[0], verbose=0) == model.predict(views[1], verbose=0)) > 0.9

@@ -55,7 +55,9 @@ def test_train_step_applies_the_gradient_of_the_total_loss(features):
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("model_class", [BiHalfHasher, GreedyHasher])
 def test_fit_eager_and_jit_lowers_the_loss(model_class, jit_compile, features):
-    model = with_hqt(model_class, features)
+    # Bi-half with γ = 1: at the paper's γ = 6 the pull term holds the 8-bit codes of these 10-d random features
+    # in place and the loss only fluctuates (it "fell" over 8 epochs by chance from the Glorot init)
+    model = with_hqt(model_class, features, **({"gamma": 1.0} if model_class is BiHalfHasher else {}))
     model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=jit_compile, run_eagerly=False)
     history = model.fit(indexed(features), epochs=8, verbose=0).history
     assert history["loss"][-1] < history["loss"][0]

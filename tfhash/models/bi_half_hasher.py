@@ -21,13 +21,17 @@ class BiHalfHasher(Hasher):
     Args:
         num_bits: code length K.
         gamma: float >= 0, the Bi-half pull-term weight (6 for images in the paper's code).
+        head_init: ``"torch"`` (the default: the released PyTorch code's bias-free ``nn.Linear(4096, K)`` keeps
+            PyTorch's default initialisation, kernel ``U(±1/√fan_in)``) or ``"glorot"`` (Keras's); see
+            `Hasher.head_initializers`.
         backbone, feature_size, hqt, seed, **kwargs: see `Hasher`.
 
     Example:
 
     >>> model = BiHalfHasher(64, feature_size=4096, seed=0)
     >>> model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9, weight_decay=5e-4))
-    >>> model.fit(bank.training_dataset(batch_size=32, drop_remainder=True), epochs=300)
+    >>> data = bank.training_dataset(batch_size=32, epochs=300, drop_remainder=True)   # all 300 epochs
+    >>> model.fit(data, epochs=300)   # steps_per_epoch comes from the stream
     >>> codes = model.predict(bank.evaluation_dataset("database", batch_size=256))   # ±1
 
     Reference:
@@ -37,11 +41,16 @@ class BiHalfHasher(Hasher):
     """
 
     loss_terms = ("similarity",)
+    default_head_init = "torch"
 
-    def __init__(self, num_bits, gamma=6.0, backbone=None, feature_size=None, hqt=None, seed=None, **kwargs):
-        super().__init__(num_bits, backbone=backbone, feature_size=feature_size, hqt=hqt, seed=seed, **kwargs)
+    def __init__(self, num_bits, gamma=6.0, backbone=None, feature_size=None, hqt=None, seed=None, head_init=None,
+                 **kwargs):
+        super().__init__(num_bits, backbone=backbone, feature_size=feature_size, hqt=hqt, seed=seed,
+                         head_init=head_init, **kwargs)
         self.gamma = gamma
-        self.head = keras.layers.Dense(num_bits, use_bias=False, kernel_initializer=self.initializer(), name="hash")
+        self.head = keras.layers.Dense(
+            num_bits, use_bias=False, **self.head_initializers(self.feature_size, use_bias=False), name="hash"
+        )
         self.binarizer = BiHalf(gamma=gamma, name="bi_half")
         self.similarity = SimilarityPreservingLoss()
         self._finish_init()

@@ -62,6 +62,10 @@ class CIBHasher(Hasher):
         kl_weight: float >= 0, β, the weight of the symmetric KL (0.001).
         stochastic: bool, sample the training codes (the paper) or threshold them at 0.5 (the released code).
         kl_stop_gradient: bool, detach the target of each KL as the released code does (see above).
+        head_init: ``"torch"`` (the default: the released PyTorch code's ``nn.Linear(4096, 1024)`` and
+            ``nn.Linear(1024, K)`` keep PyTorch's default initialisation, kernel and bias ``U(±1/√fan_in)``, with
+            fan_in the feature size and the hidden width) or ``"glorot"`` (Keras's); see
+            `Hasher.head_initializers`.
         backbone, feature_size, hqt, seed, **kwargs: see `Hasher`.
 
     Example:
@@ -69,7 +73,8 @@ class CIBHasher(Hasher):
     >>> bank = FeatureBank(vgg16, images, protocol, augment=(cibhash_view(224), cibhash_view(224)), views=5)
     >>> model = CIBHasher(64, feature_size=4096, seed=0)
     >>> model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    >>> model.fit(bank.training_dataset(batch_size=64), epochs=60)   # {"inputs": (view_a, view_b), ...}
+    >>> data = bank.training_dataset(batch_size=64, epochs=60)   # {"inputs": (view_a, view_b), ...}
+    >>> model.fit(data, epochs=60)
     >>> codes = model.predict(bank.evaluation_dataset("database", batch_size=256))   # ±1
 
     Reference:
@@ -84,6 +89,7 @@ class CIBHasher(Hasher):
 
     loss_terms = ("contrastive", "kl")
     num_views = 2
+    default_head_init = "torch"
 
     def __init__(
         self,
@@ -97,9 +103,11 @@ class CIBHasher(Hasher):
         feature_size=None,
         hqt=None,
         seed=None,
+        head_init=None,
         **kwargs,
     ):
-        super().__init__(num_bits, backbone=backbone, feature_size=feature_size, hqt=hqt, seed=seed, **kwargs)
+        super().__init__(num_bits, backbone=backbone, feature_size=feature_size, hqt=hqt, seed=seed,
+                         head_init=head_init, **kwargs)
         self.hidden_units = check_int(hidden_units, "hidden_units", minimum=1)
         self.temperature = check_number(temperature, "temperature", minimum=0, exclusive_minimum=True)
         self.kl_weight = check_number(kl_weight, "kl_weight", minimum=0)
@@ -109,10 +117,10 @@ class CIBHasher(Hasher):
         self.stochastic, self.kl_stop_gradient = stochastic, kl_stop_gradient
         # The head ends in probabilities: the binarizer thresholds / samples them and the KL compares them.
         hidden = keras.layers.Dense(
-            self.hidden_units, activation="relu", kernel_initializer=self.initializer(0), name="hidden"
+            self.hidden_units, activation="relu", **self.head_initializers(self.feature_size, 0), name="hidden"
         )
         hash_layer = keras.layers.Dense(
-            num_bits, activation="sigmoid", kernel_initializer=self.initializer(1), name="hash"
+            num_bits, activation="sigmoid", **self.head_initializers(self.hidden_units, 1), name="hash"
         )
         self.head = keras.Sequential([hidden, hash_layer], name="head")
         # Its own stream (offset from the initializers' seeds) so that sampling does not mirror the weights.

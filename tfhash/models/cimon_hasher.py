@@ -96,6 +96,9 @@ class CIMONHasher(Hasher):
         pseudo_similarity: None (the defaults: threshold 0.1, 70 clusters, ...) or a dict of
             `tfhash.supervision.CIMONPseudoSimilarity` arguments, the settings of the pseudo-similarity that
             `supervision_refreshers` fits; without ``seed`` it takes the model's seed (0 when it has none).
+        head_init: ``"torch"`` (the default: the released code is PyTorch, whose ``nn.Linear(4096, K)`` head
+            keeps PyTorch's default initialisation, kernel and bias ``U(±1/√fan_in)``) or ``"glorot"``
+            (Keras's); see `Hasher.head_initializers`.
         backbone, feature_size, hqt, seed, **kwargs: see `Hasher`.
 
     Call arguments (of `self_loss`, through ``fit``): batches ``{"inputs": (weak_view, strong_view),
@@ -113,8 +116,8 @@ class CIMONHasher(Hasher):
     ...                     pseudo_similarity={"distance_threshold": 0.1, "num_clusters": 70})
     >>> model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9, weight_decay=1e-5))
     >>> # the refresher fits the pseudo-similarity on the first stored weak view of every training image
-    >>> model.fit(bank.training_dataset(batch_size=24), epochs=150,   # {"inputs": (weak, strong), ...}
-    ...           callbacks=model.supervision_refreshers(bank.train[0, 0]))
+    >>> data = bank.training_dataset(batch_size=24, epochs=150)   # {"inputs": (weak, strong), ...}
+    >>> model.fit(data, epochs=150, callbacks=model.supervision_refreshers(bank.train[0, 0]))
     >>> codes = model.predict(bank.evaluation_dataset("database", batch_size=256))   # ±1
 
     Reference:
@@ -126,6 +129,7 @@ class CIMONHasher(Hasher):
 
     loss_terms = ("similarity", "contrastive")
     num_views = 2
+    default_head_init = "torch"
 
     def __init__(
         self,
@@ -140,9 +144,11 @@ class CIMONHasher(Hasher):
         feature_size=None,
         hqt=None,
         seed=None,
+        head_init=None,
         **kwargs,
     ):
-        super().__init__(num_bits, backbone=backbone, feature_size=feature_size, hqt=hqt, seed=seed, **kwargs)
+        super().__init__(num_bits, backbone=backbone, feature_size=feature_size, hqt=hqt, seed=seed,
+                         head_init=head_init, **kwargs)
         self.num_samples = check_int(num_samples, "num_samples", minimum=1)
         self.contrastive_weight = check_number(contrastive_weight, "contrastive_weight", minimum=0)
         self.temperature = check_number(temperature, "temperature", minimum=0, exclusive_minimum=True)
@@ -159,7 +165,7 @@ class CIMONHasher(Hasher):
             pseudo_similarity, "pseudo_similarity", CIMONPseudoSimilarity, _PSEUDO_SIMILARITY_KEYS
         )
         self.head = keras.layers.Dense(
-            num_bits, activation="tanh", kernel_initializer=self.initializer(), name="hash"
+            num_bits, activation="tanh", **self.head_initializers(self.feature_size), name="hash"
         )
         self._create_pseudo_similarity_state()
         self._finish_init()

@@ -70,7 +70,8 @@ class HashGAN(HashingModel):
     >>> model = HashGAN(32, architecture="mnist", hash_warmup_steps=steps // 10, seed=0)
     >>> model.compile(d_optimizer=HashGAN.paper_optimizer(steps), g_optimizer=HashGAN.paper_optimizer(steps))
     >>> model.initialize_from_batch(first_images)       # weight-norm data-dependent initialisation
-    >>> model.fit(training_dataset(pool, split.train, 100, drop_remainder=True, channels=1), epochs=epochs)
+    >>> data = training_dataset(pool, split.train, 100, epochs=epochs, drop_remainder=True, channels=1)
+    >>> model.fit(data, epochs=epochs)                  # steps_per_epoch comes from the stream
     >>> codes = model.predict(query_images)            # ±1, +1 where E(x) > 0.5
     >>> model.export("saved_models/hashgan_mnist_32")
 

@@ -1,5 +1,7 @@
 """The base of every tfhash hashing model: backbone → hash head → binarizer, training step, encoding, HQT."""
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -9,13 +11,18 @@ from tfhash.callbacks.hqt_pseudo_bits import HQTPseudoBits
 from tfhash.models.hashing_model import HashingModel
 from tfhash.serving import ServingInterface
 
+#: the values of `Hasher`'s ``head_init``: PyTorch's ``nn.Linear`` default, Keras's ``Dense`` default
+HEAD_INITS = ("torch", "glorot")
+# the bias initializers' seeds lie this far above their kernels' (`Hasher.head_initializers`)
+_BIAS_SEED_OFFSET = 1000
+
 
 class Hasher(HashingModel):
     """Base class of the hashing models: (backbone) → hash head → binarizer, trained by a custom step.
 
-    A subclass builds ``self.head`` (continuous activations ``h``) and, optionally, ``self.binarizer`` (the
-    layer giving the training codes; None keeps ``h``) in its ``__init__`` and implements `self_loss`. The base
-    does the rest:
+    A subclass builds ``self.head`` (continuous activations ``h``; its Dense layers initialised by
+    `head_initializers`) and, optionally, ``self.binarizer`` (the layer giving the training codes; None keeps
+    ``h``) in its ``__init__``, sets ``default_head_init`` and implements `self_loss`. The base does the rest:
 
     - ``call(inputs, training)``: backbone features → head → binarizer. Inputs are images (batch, H, W, C),
       uint8 or float in [0, 255], when the model has a backbone, else features (batch, feature_size).
@@ -49,13 +56,19 @@ class Hasher(HashingModel):
             ignored with one (the backbone's ``feature_size``).
         hqt: None or an `HQTRegularizer`; the model builds it with ``num_bits``.
         seed: int or None, seed of the head's initializers and of the model's random draws.
+        head_init: how the head's Dense layers are initialised (`head_initializers`): ``"torch"``, PyTorch's
+            ``nn.Linear`` default, kernel and bias ``U(−1/√fan_in, 1/√fan_in)``; ``"glorot"``, Keras's ``Dense``
+            default, Glorot-uniform kernel and zero bias; None (the default), the method's own,
+            ``default_head_init``: that of the framework its authors released it in (each subclass says
+            which). Configurations saved without it load with the method's default.
         **kwargs: standard `keras.Model` arguments (``name``, ...).
 
     Example (any subclass; here Bi-half with the HQT regulariser on cached features):
 
     >>> model = BiHalfHasher(64, feature_size=bank.feature_size, hqt=HQTRegularizer(num_samples=5000), seed=0)
     >>> model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9), jit_compile=True)
-    >>> model.fit(bank.training_dataset(32, drop_remainder=True), epochs=300,   # {"inputs", "sample_index"}
+    >>> data = bank.training_dataset(32, epochs=300, drop_remainder=True)   # {"inputs", "sample_index"}
+    >>> model.fit(data, epochs=300,   # steps_per_epoch comes from the stream (the epochs it was built for)
     ...           callbacks=model.supervision_refreshers(bank.train[0, 0]))     # HQTPseudoBits, tree seed 0
     >>> codes = model.predict(bank.evaluation_dataset("database", batch_size=1024))   # ±1
     >>> model.with_backbone(tfhash.backbones.get("efficientnet_lite0")).export("saved_models/bihalf_64")
@@ -69,10 +82,21 @@ class Hasher(HashingModel):
     loss_terms = ()
     #: views of every sample in a training batch: 1 (``inputs`` is a tensor) or 2 (a pair); set by subclasses.
     num_views = 1
+    #: the ``head_init`` of a model built without one (one of `HEAD_INITS`): its authors' framework's default;
+    #: set by subclasses (Keras's own, ``"glorot"``, for a method released in Keras or TensorFlow).
+    default_head_init = "glorot"
 
-    def __init__(self, num_bits, backbone=None, feature_size=None, hqt=None, seed=None, **kwargs):
+    def __init__(self, num_bits, backbone=None, feature_size=None, hqt=None, seed=None, head_init=None, **kwargs):
         super().__init__(num_bits, **kwargs)
         self.seed = check_int(seed, "seed", allow_none=True)
+        if head_init is None:
+            head_init = self.default_head_init
+        if not isinstance(head_init, str) or head_init not in HEAD_INITS:
+            raise ValueError(
+                f"`head_init` must be one of {', '.join(map(repr, HEAD_INITS))} or None (the method's default, "
+                f"{self.default_head_init!r}), got {head_init!r}."
+            )
+        self.head_init = head_init
         if backbone is not None and not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be None or a keras.Model (tfhash.backbones.get), got {backbone!r}.")
         self.backbone = backbone
@@ -102,9 +126,39 @@ class Hasher(HashingModel):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement self_loss (the method's own loss).")
 
-    def initializer(self, offset=0):
-        """A Glorot-uniform kernel initializer seeded from the model's seed (``offset`` tells layers apart)."""
-        return keras.initializers.GlorotUniform(seed=None if self.seed is None else self.seed + offset)
+    def head_initializers(self, fan_in, offset=0, use_bias=True):
+        """The initializers of one Dense layer of the head under `head_init`, as ``Dense`` keyword arguments.
+
+        - ``"torch"``: PyTorch's ``nn.Linear`` default (``reset_parameters``: ``kaiming_uniform_(a=√5)`` for the
+          weight, whose bound is ``gain·√(3/fan_in) = √(1/3)·√(3/fan_in)``, and the same bound for the bias):
+          kernel and bias ``U(−1/√fan_in, 1/√fan_in)``, with ``fan_in`` the layer's input width for both. The
+          kernel is ``VarianceScaling(1/3, "fan_in", "uniform")``; the bias a ``RandomUniform`` with that
+          bound (``VarianceScaling`` on the bias's own shape would take its fan-in as the number of units).
+        - ``"glorot"``: Keras's ``Dense`` default, a Glorot-uniform kernel and a zero bias.
+
+        Seeds derive from the model's seed: the kernel's is ``seed + offset`` (as every tfhash version before
+        ``head_init``, so ``"glorot"`` reproduces their weights), the bias's ``seed + offset + 1000`` (its own
+        stream: a stateless draw with the kernel's seed would repeat the kernel's first row). ``offset`` tells
+        a head's layers apart; subclasses keep their derived seeds (a sampler's, ...) below 1000.
+
+        Args:
+            fan_in: int, the layer's input width (the features' or the previous layer's).
+            offset: int >= 0, the layer's position among the head's seeded initializers.
+            use_bias: bool, whether the layer has a bias (False: no ``bias_initializer`` is returned).
+
+        Returns:
+            A dict with ``kernel_initializer`` and, with ``use_bias``, ``bias_initializer``.
+        """
+        kernel_seed = None if self.seed is None else self.seed + offset
+        bias_seed = None if self.seed is None else self.seed + offset + _BIAS_SEED_OFFSET
+        if self.head_init == "torch":
+            bound = 1.0 / math.sqrt(check_int(fan_in, "fan_in", minimum=1))
+            kernel = keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform",
+                                                        seed=kernel_seed)
+            bias = keras.initializers.RandomUniform(-bound, bound, seed=bias_seed)
+        else:
+            kernel, bias = keras.initializers.GlorotUniform(seed=kernel_seed), keras.initializers.Zeros()
+        return {"kernel_initializer": kernel, **({"bias_initializer": bias} if use_bias else {})}
 
     def _finish_init(self):
         """Builds the model for its input shape; subclasses call it at the end of their ``__init__``."""
@@ -332,6 +386,7 @@ class Hasher(HashingModel):
             "feature_size": self.feature_size,
             "hqt": None if self.hqt is None else keras.saving.serialize_keras_object(self.hqt),
             "seed": self.seed,
+            "head_init": self.head_init,
         }
         return {**super().get_config(), **config}
 

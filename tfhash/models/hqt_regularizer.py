@@ -71,7 +71,7 @@ class HQTRegularizer(keras.layers.Layer):
     >>> hqt = HQTRegularizer(num_samples=5000, alpha=0.5, tree={"depth_range": (3, 5)})
     >>> model = tfhash.models.BiHalfHasher(64, feature_size=4096, hqt=hqt, seed=0)
     >>> model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9))
-    >>> model.fit(bank.training_dataset(32, drop_remainder=True), epochs=300,
+    >>> model.fit(bank.training_dataset(32, epochs=300, drop_remainder=True), epochs=300,
     ...           callbacks=model.supervision_refreshers(bank.train[0, 0]))   # HQTPseudoBits, tree seed 0
     >>> # or by hand: model.hqt.assign(HyperQuantizationTree(64, seed=0).pseudo_bits(train_features))
 
