@@ -13,7 +13,12 @@ import os
 # tfhash builds on tf.data, tf.custom_gradient and SavedModel: Keras must run on its TensorFlow backend.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
+from tfhash._logging import filtered_native_startup_log  # noqa: E402
+
+# TensorFlow's native libraries log at load time, twice and whatever TF_CPP_MIN_LOG_LEVEL says (see
+# tfhash._logging): in tfhash's own command lines their start-up lines are filtered by that level, written once.
+with filtered_native_startup_log():
+    import keras  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(

@@ -378,3 +378,165 @@ def test_runs_are_recorded_and_resume_trains_only_what_is_missing(tmp_path, bank
     assert resumed["results"] == json.loads(json.dumps(first["results"]))  # nothing trained again
     with pytest.raises(runner.RecipeError, match="another configuration"):
         recipe_module("bihalf").main([*flags, "--runs", "2", "--resume", "--epochs", "2"])
+
+
+# --- non-finite values (issue 12, item 5) -----------------------------------------------------------------
+
+
+def nan_bank(monkeypatch, split="train"):
+    """FeatureBank whose ``split`` features hold a NaN (as a broken backbone or damaged cache file gives)."""
+    from tfhash.recipes import families
+
+    class NaNBank(families.FeatureBank):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if split == "train":
+                self.train = np.array(self.train)
+                self.train[0, 0, 3, 5] = np.nan
+            else:
+                self.evaluation[split] = np.array(self.evaluation[split])
+                self.evaluation[split][7, 0] = np.inf
+
+    monkeypatch.setattr(families, "FeatureBank", NaNBank)
+
+
+@pytest.mark.parametrize("split", ["train", "database"])
+def test_nan_features_stop_before_training_naming_the_split(split, tmp_path, bank_dir, monkeypatch):
+    nan_bank(monkeypatch, split)
+    output = tmp_path / "run"
+    fit = keras.Model.fit
+    monkeypatch.setattr(keras.Model, "fit", lambda *a, **k: pytest.fail("trained on non-finite features"))
+    expected = f"features of 'digits', split '{split}', hold 1 NaN or infinite"
+    with pytest.raises(runner.RecipeError, match=expected) as raised:
+        recipe_module("greedyhash").main([*SMOKE, "--output", str(output), "--bank-dir", bank_dir])
+    message = str(raised.value)
+    assert "efficientnet_lite0 features of 'digits'" in message and bank_dir in message and ".npy" in message
+    assert "Traceback" not in message and raised.value.code != 0
+    record = json.loads((output / "metrics.json").read_text())
+    assert not record["complete"] and not record["results"]
+    monkeypatch.setattr(keras.Model, "fit", fit)
+
+
+def test_nan_loss_stops_training_with_the_code_length_and_epoch(tmp_path, bank_dir, monkeypatch):
+    from tfhash.recipes import families
+
+    nan_bank(monkeypatch)  # and no check of the inputs: the loss turns NaN at the first batch
+    monkeypatch.setattr(families.HasherFamily, "check_features", staticmethod(lambda bank, settings: None))
+    output = tmp_path / "run"
+    flags = [*SMOKE, "--epochs", "3", "--output", str(output), "--bank-dir", bank_dir, "--export", "none"]
+    with pytest.raises(runner.RecipeError) as raised:
+        recipe_module("greedyhash").main(flags)
+    message = str(raised.value)
+    assert message.startswith("8 bits: training diverged: ") and "at epoch 1, batch 1" in message
+    assert "loss" in message and "stays incomplete" in message and "learning" in message
+    assert "input features" in message
+    record = json.loads((output / "metrics.json").read_text())
+    assert not record["complete"] and not record["results"] and record["error"] == message
+
+
+def test_stop_on_non_finite_watches_every_logged_loss():
+    # HashGAN logs encoder_loss, feature_matching, ... and no "loss": any of them turning NaN stops training.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    stop = runner.StopOnNonFinite()
+    stop.set_model(model)
+    model.stop_training = False  # as fit sets it
+    stop.on_epoch_begin(4)
+    stop.on_batch_end(0, {"encoder_loss": 1.0, "feature_matching": 3.0})
+    assert stop.diverged is None and not model.stop_training
+    stop.on_batch_end(1, {"encoder_loss": 1.0, "feature_matching": float("inf"), "adversarial": np.nan})
+    assert model.stop_training
+    assert stop.diverged == "adversarial, feature_matching became NaN or infinite at epoch 5, batch 2"
+    assert isinstance(stop, keras.callbacks.TerminateOnNaN)
+
+
+def test_check_finite_names_the_array_and_counts_in_slices():
+    runner.check_finite({"query": np.ones((3, 4), np.float16), "labels": np.arange(3)}, "features")
+    values = np.zeros((2, 3, 70000, 2), np.float32)
+    values[1, 2, 69999, 1], values[0, 0, 0, 0] = np.inf, np.nan
+    with pytest.raises(runner.RecipeError, match=r"features, split 'train', hold 2 NaN or infinite values "
+                       r"\(of 840000, shape \(2, 3, 70000, 2\)\)\. see here"):
+        runner.check_finite({"train": values}, "features", " see here")
+
+
+# --- plain logs (issue 12, item 14) -----------------------------------------------------------------------
+
+
+def test_progress_bars_become_plain_lines_off_a_terminal(tmp_path):
+    class Terminal:
+        def isatty(self):
+            return True
+
+    with open(tmp_path / "log", "w") as file:
+        assert [runner.plain_verbosity(v, file) for v in (0, 1, 2)] == [0, 2, 2]
+    assert [runner.plain_verbosity(v, Terminal()) for v in (0, 1, 2)] == [0, 1, 2]
+
+
+def test_native_start_up_lines_are_filtered_by_level_and_written_once():
+    from tfhash._logging import filter_native_log, min_log_level
+
+    banner = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    onednn = b"I0000 00:00:1796278008.057304   31778 port.cc:153] oneDNN custom operations are on.\n"
+    cuda = b"I0000 00:00:1796278008.057777   31778 cudart_stub.cc:31] Could not find cuda drivers.\n"
+    guard = [b"I0000 00:00:1796278008.3   31778 cpu_feature_guard.cc:227] This TensorFlow binary...\n",
+             b"To enable the following instructions: AVX2 FMA, rebuild TensorFlow.\n"]
+    warning = b"W0000 00:00:1796278012.2   31778 port.cc:99] something to see\n"
+    again = [banner, onednn.replace(b"8008.057304", b"8012.227514"), cuda.replace(b".057777", b".228691")]
+    lines = [b"python line before\n", banner, onednn, cuda, *guard, *again, warning, b"fatal text\n"]
+
+    def run(level):
+        out = []
+        filter_native_log(lines, out.append, level)
+        return out
+
+    assert run(0) == [b"python line before\n", banner, onednn, cuda, *guard, warning, b"fatal text\n"]
+    assert run(1) == [b"python line before\n", banner, warning, b"fatal text\n"]  # continues the W record
+    assert run(2) == [b"python line before\n"]
+    assert [min_log_level({"TF_CPP_MIN_LOG_LEVEL": v}) for v in ("3", "7", "x", "-1")] == [3, 3, 0, 0]
+    assert min_log_level({}) == 0
+
+
+def run_logged(command, tmp_path, level):
+    """Runs ``command`` with stdout and stderr redirected to files; returns their bytes."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
+    paths = tmp_path / f"stdout{level}", tmp_path / f"stderr{level}"
+    with open(paths[0], "wb") as out, open(paths[1], "wb") as err:
+        result = subprocess.run(command, stdout=out, stderr=err, env=env, timeout=600)
+    logs = [path.read_bytes() for path in paths]
+    assert result.returncode == 0, logs
+    return logs
+
+
+START_UP = (b"All log messages before absl::InitializeLog()", b"oneDNN custom operations", b"cuda drivers")
+
+
+@pytest.mark.slow
+def test_redirected_recipe_log_reads_as_plain_lines(tmp_path, bank_dir):
+    flags = "--preset demo --limit 200 --bits 16 --epochs 2 --evaluate-every 1 --verbose 1 --saved-models none"
+    command = [sys.executable, "-m", "tfhash.recipes.greedyhash", *flags.split(), "--export", "none",
+               "--output", str(tmp_path / "run"), "--bank-dir", bank_dir]
+    out, err = run_logged(command, tmp_path, level=None)  # TensorFlow's default level: start-up lines shown
+    for text in (out, err):
+        assert b"\x1b[" not in text and b"\r" not in text and b"\x08" not in text
+    assert b"Epoch 2/2\n6/6 - " in out and b"- val_map@all: " in out and b"Wrote " in out
+    for line in START_UP:
+        assert err.count(line) <= 1, err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["complete"]
+
+
+@pytest.mark.slow
+def test_tensorflow_start_up_lines_follow_tf_cpp_min_log_level(tmp_path):
+    out, err = run_logged([sys.executable, "-m", "tfhash", "encode", "--help"], tmp_path, level="1")
+    assert b"--model" in out and not any(line in err for line in START_UP), err
+
+
+def test_only_tfhash_command_lines_filter_the_start_up_log():
+    from tfhash._logging import runs_tfhash_command
+
+    assert runs_tfhash_command(["python", "-m", "tfhash.recipes.bihalf", "--preset", "demo"])
+    assert runs_tfhash_command(["python3", "-X", "dev", "-m", "tfhash", "encode"])
+    # a program or notebook that imports tfhash keeps its stderr untouched
+    assert not runs_tfhash_command(["python", "train.py", "-m", "tfhash"])
+    assert not runs_tfhash_command(["python", "-m", "pytest", "tests"])
+    assert not runs_tfhash_command(["python", "-c", "import tfhash"])

@@ -90,6 +90,10 @@ class Family:
     def drop_reported(self, used):
         """Blanks the paper's figures (a subset of the protocol, or another backbone)."""
 
+    def divergence_hint(self, used):
+        """What to check when a model's training diverged (ends the `runner.TrainingDiverged` message)."""
+        return f"the loss weights in [model] ({used['model']}) and the learning rate."
+
 
 class HasherFamily(Family):
     keys = {
@@ -168,6 +172,13 @@ class HasherFamily(Family):
 
     def drop_reported(self, used):
         used["reported_map"] = {}
+
+    def divergence_hint(self, used):
+        inputs = "the images and the backbone's weights" if used["fine_tune"] else (
+            f"the input features ({used['backbone']} on {used['dataset']}: its weights; a damaged "
+            "feature-bank file under --bank-dir is recomputed once deleted)")
+        return (f"the optimizer ({used['optimizer']}: a lower learning rate), the loss weights in [model] "
+                f"({used['model']}) and {inputs}.")
 
     def validate(self, used, bits, where):
         """Builds the optimizer and a small model from the settings: a mistake fails before any data is read."""
@@ -258,15 +269,28 @@ class HasherFamily(Family):
         if settings["fine_tune"]:
             state["bank"] = None
             first = views[0] if isinstance(views, tuple) else views
-            train = FeatureBank(backbone, pool, train=parts["train"], augment=first, **bank_kwargs).train
+            bank = FeatureBank(backbone, pool, train=parts["train"], augment=first, **bank_kwargs)
         else:
-            state["bank"] = FeatureBank(
+            bank = state["bank"] = FeatureBank(
                 backbone, pool, train=parts["train"], evaluation={"query": parts["query"], "database":
                 parts["database"]}, augment=views, views=settings["bank_views"], **bank_kwargs
             )
-            train = state["bank"].train
-        state["train_features"] = train[0, 0]  # view 0 of the first augmentation: the supervision's input
+        self.check_features(bank, settings)
+        state["train_features"] = bank.train[0, 0]  # view 0 of the first augmentation: the supervision's
         return state
+
+    @staticmethod
+    def check_features(bank, settings):
+        """NaN or infinite features (a broken backbone or weight file, a damaged cache file, float16 overflow)
+        would train to NaN weights and all −1 codes: stop before training, naming the split and its file."""
+        for split, features in {"train": bank.train, **bank.evaluation}.items():
+            origin = "just computed" if split in bank.extracted else "read from the cache"
+            dtype = " and feature_dtype (float16 overflows beyond 65504)" if bank.dtype == "float16" else ""
+            runner.check_finite(
+                {split: features}, f"{settings['backbone']} features of {bank.image_set.name!r}",
+                f" Their cache file is {bank.files[split]} ({origin}): check the backbone's weights{dtype}; "
+                "delete the file to recompute it.",
+            )
 
     def train_and_evaluate(self, session, state, used, bits, seed):
         """Builds, trains and evaluates the model of one code length; returns ``(model, figures)``."""
@@ -283,19 +307,22 @@ class HasherFamily(Family):
         batch_size = used["batch_size"]
         # drop_remainder: the Bi-half layer ranks within the batch, and a last batch of one sample would break it.
         if bank is not None:
-            train = bank.training_dataset(batch_size, seed=seed, drop_remainder=True)
+            train = bank.training_dataset(batch_size, epochs=used["epochs"], seed=seed, drop_remainder=True)
             query, database = (bank.evaluation_dataset(part, 256) for part in ("query", "database"))
         else:
             size = backbone.image_size
-            train = training_dataset(session["pool"], parts["train"], batch_size, augment=state["augment"],
-                                     seed=seed, drop_remainder=True, image_size=size)
+            train = training_dataset(
+                session["pool"], parts["train"], batch_size, epochs=used["epochs"], augment=state["augment"],
+                seed=seed, drop_remainder=True, image_size=size,
+            )
             query, database = (evaluation_dataset(session["pool"], parts[part], 64, image_size=size)
                                for part in ("query", "database"))
         model.compile(optimizer=runner.build_optimizer(used, len(parts["train"]) // batch_size),
                       jit_compile=session["jit"])
         refreshers = model.supervision_refreshers(state["train_features"], verbose=int(bool(verbose)))
         row, _ = runner.fit_and_evaluate(
-            model, train, query, database, state["labels"], used, state["split"], verbose, refreshers
+            model, train, query, database, state["labels"], used, state["split"], verbose, refreshers,
+            steps_per_epoch=len(parts["train"]) // batch_size,
         )
         row["reported_map"] = used["reported_map"].get(str(bits))
         row["config"] = used
@@ -421,12 +448,15 @@ class GANFamily(Family):
         rng = np.random.default_rng([seed, 7])
         init = rng.choice(parts["train"], min(used["init_batch_size"], len(parts["train"])), replace=False)
         model.initialize_from_batch(pool.samples[np.sort(init)])
-        train = training_dataset(pool, parts["train"], batch_size, seed=seed, drop_remainder=True, channels=channels)
+        train = training_dataset(
+            pool, parts["train"], batch_size, epochs=epochs, seed=seed, drop_remainder=True, channels=channels
+        )
         query, database = (evaluation_dataset(pool, parts[part], 1000, channels=channels)
                            for part in ("query", "database"))
         labels = {part: pool.labels[parts[part]] for part in ("query", "database")}
         row, db_codes = runner.fit_and_evaluate(
-            model, train, query, database, labels, used, state["split"], session["verbose"]
+            model, train, query, database, labels, used, state["split"], session["verbose"],
+            steps_per_epoch=len(parts["train"]) // batch_size,
         )
         clustering = metrics.kmeans_code_clustering(db_codes, labels["database"], seed=seed)
         row["clustering"] = {key: as_json_float(value) for key, value in clustering.items()}

@@ -25,6 +25,7 @@ from tfhash.callbacks import RetrievalEvaluation
 from tfhash.layers import BiHalf
 from tfhash.losses import SimilarityPreservingLoss
 from tfhash.metrics import entropy_ratio, mean_average_precision, precision_at_n, precision_within_radius
+from tfhash.recipes.runner import plain_verbosity
 
 PROTOCOL = "digits-quickstart: 30 queries per class (300), database = training set = the other 1,497 images"
 
@@ -80,7 +81,9 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     results, started = [], time.perf_counter()
     for bits in args.bits:
-        model, query_codes, db_codes, curve = train_bi_half(bits, query, database, args.epochs, args.seed, args.verbose)
+        model, query_codes, db_codes, curve = train_bi_half(
+            bits, query, database, args.epochs, args.seed, plain_verbosity(args.verbose)
+        )
         projection = rng.normal(size=(query[0].shape[1], bits))
         lsh = [np.where((x - database[0].mean(0)) @ projection >= 0, 1.0, -1.0) for x in (query[0], database[0])]
         results.append(

@@ -18,7 +18,8 @@ generative model trained from scratch on images) supplies the few steps that dif
 4. **Outputs** under ``--output`` (default ``runs/<recipe>/<preset>``): ``metrics.json`` (recipe, preset,
    protocol, seed, the configuration as used, versions, machine, per run and code length the figures and the
    loss history; written atomically first as incomplete, then after each run and code length, ``complete``
-   once the run ends), ``pr_curve.png`` (run 0, one curve per code length), run 0's SavedModels
+   once the run ends; a run stopped by a NaN or infinite loss leaves it incomplete with an ``error``; see
+   `StopOnNonFinite`), ``pr_curve.png`` (run 0, one curve per code length), run 0's SavedModels
    (``saved_model_<K>bits/``) and the family's own figures; a table of the figures ends the run.
 
 Example:
@@ -337,6 +338,20 @@ def overrides(args, config, preset):
     return family_of(config).overrides(args, config, preset, values)
 
 
+def plain_verbosity(verbose, stream=None):
+    """The Keras verbosity to use: 1 (progress bars) becomes 2 (one line per epoch) when ``stream`` (default
+    ``sys.stdout``) is not a terminal.
+
+    Keras's progress bar (``keras.utils.Progbar``, used by ``fit``, ``predict`` and `tfhash.data.FeatureBank`)
+    at verbosity 1 rewrites its line with ``\\b`` / ``\\r`` and colours it with ANSI codes whenever it runs
+    on POSIX, terminal or not; at verbosity 2 it writes one plain line at the end. A log redirected to a file
+    thus reads as plain lines.
+    """
+    stream = sys.stdout if stream is None else stream
+    terminal = hasattr(stream, "isatty") and stream.isatty()
+    return 2 if verbose == 1 and not terminal else verbose
+
+
 # --- data -------------------------------------------------------------------------------------------------
 
 
@@ -413,22 +428,89 @@ class _Stopwatch(keras.callbacks.Callback):
             self.start.seconds += time.perf_counter() - self.start.began
 
 
-def fit_and_evaluate(model, train, query, database, labels, used, split, verbose, callbacks=()):
+class TrainingDiverged(RecipeError):
+    """Training stopped on a NaN or infinite loss (`StopOnNonFinite`) or left non-finite weights; `run` adds
+    the run and code length to the message."""
+
+    def __init__(self, reason):
+        super().__init__(f"training diverged: {reason}")
+
+
+class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
+    """Keras's `TerminateOnNaN` for every loss a model logs (HashGAN logs no ``loss``): the first NaN or
+    infinite value stops training at the end of its batch; ``self.diverged`` then says which, when."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.diverged = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        bad = sorted(name for name, value in (logs or {}).items() if _non_finite(value))
+        if bad and self.diverged is None:
+            when = f"at epoch {self.epoch + 1}, batch {batch + 1}"
+            self.diverged = f"{', '.join(bad)} became NaN or infinite {when}"
+            self.model.stop_training = True
+
+
+def _non_finite(value):
+    try:
+        return not np.all(np.isfinite(np.asarray(value, dtype=np.float64)))
+    except (TypeError, ValueError):  # not a number
+        return False
+
+
+def check_finite(arrays, what, hint=""):
+    """Raises RecipeError when an array of ``arrays`` (name -> array) holds NaN or infinite values.
+
+    Checked in slices of the first axis (a feature bank's training split can be gigabytes); the message names
+    the array (``what`` and its name), how many values are bad, and ``hint``."""
+    for name, array in arrays.items():
+        if array is None or not np.issubdtype(array.dtype, np.floating):
+            continue
+        flat = array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array.reshape(-1, 1)
+        bad = sum(int(np.size(part) - np.count_nonzero(np.isfinite(part)))
+                  for part in (flat[start:start + 65536] for start in range(0, len(flat), 65536)))
+        if bad:
+            raise RecipeError(
+                f"Stopped before training: the {what}, split {name!r}, hold {bad} NaN or infinite values "
+                f"(of {array.size}, shape {tuple(array.shape)}).{hint}"
+            )
+
+
+def fit_and_evaluate(
+    model, train, query, database, labels, used, split, verbose, callbacks=(), steps_per_epoch=None
+):
     """Trains ``model`` on ``train`` (``used["epochs"]``; `RetrievalEvaluation` every ``evaluate_every``
     epochs) and evaluates its query and database codes; returns the row of figures.
 
     ``train_seconds`` excludes the evaluations during training; ``evaluation_seconds`` counts them and the
-    final one. ``split`` is the protocol split (its ``top_k`` and ``protocol.also_reports``)."""
-    callbacks, evaluation = list(callbacks), None
+    final one. ``split`` is the protocol split (its ``top_k`` and ``protocol.also_reports``);
+    ``steps_per_epoch``, the batches of one epoch of ``train`` (a stream of all the epochs, `tfhash.data`).
+
+    Raises:
+        TrainingDiverged: a loss became NaN or infinite (`StopOnNonFinite` stops training at that batch), or
+            the trained weights are not finite; nothing is evaluated then.
+    """
+    stop = StopOnNonFinite()
+    callbacks, evaluation = [stop, *callbacks], None
     if used["evaluate_every"]:
+        # Silent: Keras's own line (or bar) of the epoch shows the value (val_map@... in its logs).
         evaluation = RetrievalEvaluation(
-            query, database, top_k=split.top_k, every_n_epochs=used["evaluate_every"], verbose=int(bool(verbose))
+            query, database, top_k=split.top_k, every_n_epochs=used["evaluate_every"], verbose=0
         )
         start = _Stopwatch()
         callbacks += [start, evaluation, _Stopwatch(start)]
     started = time.perf_counter()
     # shuffle=False: the datasets shuffle themselves, seeded, every epoch.
-    history = model.fit(train, epochs=used["epochs"], callbacks=callbacks, verbose=verbose, shuffle=False)
+    history = model.fit(train, epochs=used["epochs"], steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                        verbose=verbose, shuffle=False)
+    if stop.diverged is None and not all(np.all(np.isfinite(np.asarray(w))) for w in model.trainable_weights):
+        stop.diverged = f"the weights hold NaN or infinite values after epoch {len(history.epoch)}"
+    if stop.diverged is not None:
+        raise TrainingDiverged(stop.diverged)
     during = start.seconds if evaluation is not None else 0.0
     train_seconds = time.perf_counter() - started - during
     started = time.perf_counter()
@@ -510,12 +592,8 @@ def run(recipe, argv=None, description=None):
 
     keras.utils.set_random_seed(args.seed)
     session = family.load(settings, args)  # weights and data before anything long; RecipeError if missing
-    # Redirected output gets plain lines: Keras's progress bars (ANSI codes, "\r" updates) become its one line
-    # per epoch (and per feature extraction).
-    plain = not (hasattr(sys.stdout, "isatty") and sys.stdout.isatty())
-    verbose = 2 if plain and args.verbose == 1 else args.verbose
-    session.update(args=args, jit=jit, verbose=verbose, output=output, recipe=recipe,
-                   progress=0 if not args.verbose else 2 if plain or args.verbose == 2 else 1)
+    verbose = plain_verbosity(args.verbose)
+    session.update(args=args, jit=jit, verbose=verbose, output=output, recipe=recipe, progress=verbose)
     record = {
         "recipe": f"tfhash.recipes.{recipe}",
         "title": config.get("title", recipe),
@@ -592,7 +670,17 @@ def run(recipe, argv=None, description=None):
                     + (f"run {run_index + 1}/{settings['runs']} (seed {seed}), " if settings["runs"] > 1 else "")
                     + f"{bits} bits ({position + 1}/{len(per_bits)}), {used['epochs']} epochs =="
                 )
-            model, row = family.train_and_evaluate(session, state, used, bits, seed)
+            try:
+                model, row = family.train_and_evaluate(session, state, used, bits, seed)
+            except TrainingDiverged as error:
+                which = f", run {run_index + 1}/{settings['runs']} (seed {seed})" if settings["runs"] > 1 else ""
+                message = (
+                    f"{bits} bits{which}: {error}. Nothing was recorded for this code length; "
+                    f"{output / 'metrics.json'} stays incomplete. Check {family.divergence_hint(used)}"
+                )
+                record["error"] = message
+                write_json(output / "metrics.json", record)
+                raise RecipeError(message) from None
             row = {"bits": bits, **row, "run": run_index, "seed": seed}
             if run_index == 0:
                 row.update(family.outputs(session, model, used, bits))
