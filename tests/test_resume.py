@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import pytest
 
+from tfhash import batches
 from tfhash.data import FeatureBank, ImageSet, training_dataset
 from tfhash.data.augment import RandomHorizontalFlip
 from tfhash.models import BiHalfHasher, CIBHasher, CIMONHasher, GreedyHasher, HashGAN, HQTRegularizer
@@ -105,6 +106,8 @@ def train(model, method, directory, epochs, initial_epoch=0, data_from=None):
             BATCH, epochs=data_until, initial_epoch=data_from, drop_remainder=True
         )
         callbacks = model.supervision_refreshers(features.train[0, 0])
+    if data_from != initial_epoch:  # the control replays other epochs on purpose: fit would refuse the stream
+        delattr(data, batches.EPOCH_STREAM)
     model.fit(data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=N // BATCH,
               callbacks=callbacks, shuffle=False, verbose=0)
 
