@@ -42,7 +42,7 @@ def pixels():
 
 
 def refreshers(model):
-    """The callbacks that write the label-free supervision the model declares (HQT bits, CIMON's S)."""
+    """The callbacks that write the label-free supervision the model declares (HQT bits, CIMON's S, DSAH's W)."""
     return model.supervision_refreshers(FEATURES)
 
 
@@ -249,6 +249,21 @@ CASES = {
         setup=assign_supervision,
         train_callbacks=refreshers,
         train_data=indexed_views,
+    ),
+    "DSAHHasher": harness.Case(
+        lambda: {
+            "num_bits": K,
+            "num_samples": N,
+            "feature_size": D,
+            "hidden_units": 6,
+            "neighbor_discovery": {"num_neighbors": 3, "num_shared_neighbors": 3},
+            "hqt": hqt(),
+            "seed": 0,
+        },
+        inputs=features,
+        setup=assign_supervision,
+        train_callbacks=refreshers,
+        train_data=indexed_features,
     ),
     "HashGAN": harness.Case(
         {"num_bits": K, "architecture": "mnist", "noise_dim": 8, "seed": 0},

@@ -151,4 +151,15 @@ def test_with_backbone_keeps_head_init():
 
 
 def test_the_base_default_is_keras():
-    assert Hasher.default_head_init == "glorot" and HEAD_INITS == ("torch", "glorot")
+    assert Hasher.default_head_init == "glorot" and HEAD_INITS == ("torch", "glorot", "normal_1e-3")
+
+
+def test_normal_1e3_draws_a_truncated_normal_of_deviation_1e3_for_kernel_and_bias():
+    # DSAH's released head: tf.random.truncated_normal(shape, 0.0, 0.001) for weights and biases
+    model = CIBHasher(K, hidden_units=2048, feature_size=256, seed=0, head_init="normal_1e-3")
+    layer = model.head.layers[0]
+    truncated = stats.truncnorm(-2, 2, scale=1e-3)
+    for values in (layer.kernel.numpy().ravel(), layer.bias.numpy()):
+        assert np.all(np.abs(values) <= 2e-3)
+        assert stats.kstest(values, truncated.cdf).pvalue > 1e-3
+    assert abs(np.corrcoef(layer.bias.numpy(), layer.kernel.numpy()[0, :2048])[0, 1]) < 0.9

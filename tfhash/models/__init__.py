@@ -1,16 +1,18 @@
 """Hashing models: one subclassed `keras.Model` per method on the shared `Hasher` base, and the HQT regulariser.
 
-- `BiHalfHasher` (Bi-half), `GreedyHasher` (GreedyHash), `CIBHasher` (CIBHash), `CIMONHasher` (CIMON).
+- `BiHalfHasher` (Bi-half), `GreedyHasher` (GreedyHash), `CIBHasher` (CIBHash), `CIMONHasher` (CIMON),
+  `DSAHHasher` (DSAH).
 - `HashGAN`: generative adversarial hashing trained from scratch on images (its own G / D / E and step).
 - `HQTRegularizer`: the Hyper-Quantization-Tree BCE term any of them takes as ``hqt=``.
 - `HashingModel`: the base of `Hasher` and `HashGAN` (``num_bits``, ``encode``, ``predict``, loss trackers,
   ``serving_interface()`` and ``export``).
-- `get(name, **config)`: a model by name (`NAMES`: "bihalf", "greedyhash", "cibhash", "cimon", "hashgan").
+- `get(name, **config)`: a model by name (`NAMES`: "bihalf", "greedyhash", "cibhash", "cimon", "dsah", "hashgan").
 """
 
 from tfhash.models.bi_half_hasher import BiHalfHasher
 from tfhash.models.cib_hasher import CIBHasher
 from tfhash.models.cimon_hasher import CIMONHasher
+from tfhash.models.dsah_hasher import DSAHHasher
 from tfhash.models.factory import NAMES, get, get_class
 from tfhash.models.greedy_hasher import GreedyHasher
 from tfhash.models.hash_gan import HashGAN
@@ -22,6 +24,7 @@ __all__ = [
     "BiHalfHasher",
     "CIBHasher",
     "CIMONHasher",
+    "DSAHHasher",
     "GreedyHasher",
     "HashGAN",
     "Hasher",

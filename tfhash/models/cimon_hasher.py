@@ -316,12 +316,12 @@ class CIMONHasher(Hasher):
         the model's seed unless they set one)."""
         return CIMONPseudoSimilarity(**{"seed": self._supervision_seed(), **(self.pseudo_similarity or {})})
 
-    def supervision_refreshers(self, features, verbose=0):
+    def supervision_refreshers(self, features, verbose=0, *, inputs=None, labels=None):
         """The pseudo-similarity's refresher (`tfhash.callbacks.CIMONPseudoSimilarityRefresher`), then the
         base's (HQT). ``features``: the training features (n, D) in sample-index order, a pair of them with
         ``per_view_similarity=True``, or a callable ``model -> either``; see `Hasher.supervision_refreshers`."""
         own = CIMONPseudoSimilarityRefresher(self.pseudo_similarity_builder(), features, verbose=verbose)
-        return [own, *super().supervision_refreshers(features, verbose=verbose)]
+        return [own, *super().supervision_refreshers(features, verbose=verbose, inputs=inputs, labels=labels)]
 
     def _unassigned_supervision(self):
         unassigned = []

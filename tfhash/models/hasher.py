@@ -11,8 +11,9 @@ from tfhash.callbacks.hqt_pseudo_bits import HQTPseudoBits
 from tfhash.models.hashing_model import HashingModel
 from tfhash.serving import ServingInterface
 
-#: the values of `Hasher`'s ``head_init``: PyTorch's ``nn.Linear`` default, Keras's ``Dense`` default
-HEAD_INITS = ("torch", "glorot")
+#: the values of `Hasher`'s ``head_init``: PyTorch's ``nn.Linear`` default, Keras's ``Dense`` default, and a
+#: truncated normal of standard deviation 1e-3 (DSAH's released TensorFlow head)
+HEAD_INITS = ("torch", "glorot", "normal_1e-3")
 # the bias initializers' seeds lie this far above their kernels' (`Hasher.head_initializers`)
 _BIAS_SEED_OFFSET = 1000
 
@@ -58,7 +59,8 @@ class Hasher(HashingModel):
         seed: int or None, seed of the head's initializers and of the model's random draws.
         head_init: how the head's Dense layers are initialised (`head_initializers`): ``"torch"``, PyTorch's
             ``nn.Linear`` default, kernel and bias ``U(−1/√fan_in, 1/√fan_in)``; ``"glorot"``, Keras's ``Dense``
-            default, Glorot-uniform kernel and zero bias; None (the default), the method's own,
+            default, Glorot-uniform kernel and zero bias; ``"normal_1e-3"``, kernel and bias drawn from a normal
+            of standard deviation 0.001 truncated at two deviations; None (the default), the method's own,
             ``default_head_init``: that of the framework its authors released it in (each subclass says
             which). Configurations saved without it load with the method's default.
         **kwargs: standard `keras.Model` arguments (``name``, ...).
@@ -135,6 +137,8 @@ class Hasher(HashingModel):
           kernel is ``VarianceScaling(1/3, "fan_in", "uniform")``; the bias a ``RandomUniform`` with that
           bound (``VarianceScaling`` on the bias's own shape would take its fan-in as the number of units).
         - ``"glorot"``: Keras's ``Dense`` default, a Glorot-uniform kernel and a zero bias.
+        - ``"normal_1e-3"``: kernel and bias ``TruncatedNormal(0, 0.001)`` (re-drawn beyond two deviations, as
+          ``tf.random.truncated_normal``), the new layers of DSAH's released code (``Vgg.get_fc_var``).
 
         Seeds derive from the model's seed: the kernel's is ``seed + offset`` (as every tfhash version before
         ``head_init``, so ``"glorot"`` reproduces their weights), the bias's ``seed + offset + 1000`` (its own
@@ -156,6 +160,9 @@ class Hasher(HashingModel):
             kernel = keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform",
                                                         seed=kernel_seed)
             bias = keras.initializers.RandomUniform(-bound, bound, seed=bias_seed)
+        elif self.head_init == "normal_1e-3":
+            kernel = keras.initializers.TruncatedNormal(stddev=1e-3, seed=kernel_seed)
+            bias = keras.initializers.TruncatedNormal(stddev=1e-3, seed=bias_seed)
         else:
             kernel, bias = keras.initializers.GlorotUniform(seed=kernel_seed), keras.initializers.Zeros()
         return {"kernel_initializer": kernel, **({"bias_initializer": bias} if use_bias else {})}
@@ -312,7 +319,7 @@ class Hasher(HashingModel):
 
     # --- supervision ------------------------------------------------------------------------------------
 
-    def supervision_refreshers(self, features, verbose=0):
+    def supervision_refreshers(self, features, verbose=0, *, inputs=None, labels=None):
         """The callbacks that write the label-free supervision this model needs, built from its configuration.
 
         The base contributes `tfhash.callbacks.HQTPseudoBits` when the model has an HQT regulariser (its tree
@@ -327,6 +334,11 @@ class Hasher(HashingModel):
                 training images, e.g. ``bank.train[0, 0]``), or a callable ``model -> features``; see each
                 refresher for what else it takes.
             verbose: 0 silent, 1 one line per refresh.
+            inputs: None, or the training set's model inputs in sample-index order (e.g. its images for a model
+                with a backbone), for refreshers that encode the training set with the current model (DSAH's
+                neighbour discovery); the others ignore it.
+            labels: None, or the training labels in sample-index order, for the refreshers' logs only (the
+                quality of the supervision against them); never used for training.
 
         Returns:
             A list of `tfhash.callbacks.SupervisionRefresher`.
