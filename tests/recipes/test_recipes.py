@@ -7,6 +7,7 @@ feature-bank directory for the whole session, so each augmentation's features ar
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -69,12 +70,15 @@ def check_outputs(output, record, recipe, bits=8):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["greedyhash", "cibhash", "cimon", "hqt_bihalf", "hqt_cibhash"])
+@pytest.mark.parametrize("recipe", ["greedyhash", "cibhash", "cimon", "dsah", "hqt_bihalf", "hqt_cibhash"])
 def test_demo_smoke_run_writes_valid_outputs(recipe, tmp_path, bank_dir):
     output = tmp_path / "run"
     flags = [*SMOKE, "--output", str(output), "--bank-dir", bank_dir, "--export", "features"]
     record = recipe_module(recipe).main([*flags, "--saved-models", "none"])
     row = check_outputs(output, record, recipe)
+    if recipe == "dsah":  # W⁰ before the one epoch, and its quality against the labels (analysis only)
+        (entry,) = row["supervision_log"]
+        assert entry["round"] == 0 and entry["positives"] > 0 and 0 < entry["f_w"] <= 1
     loaded = tf.saved_model.load(row["saved_model"])  # the hash head: features in
     out = loaded.signatures["encode_features"](features=tf.zeros((3, 1280)))
     assert out["codes"].shape == (3, 8) and out["packed"].shape == (3, 1) and out["packed"].dtype == tf.uint8
@@ -148,7 +152,8 @@ def test_every_config_loads_and_its_values_fit_the_library(recipe):
         for bits in settings["bits"]:  # every [model] / [hqt] value builds the model (before any data is read)
             runner.family_of(config).validate(runner.resolve(config, preset, bits=bits), bits, recipe)
     paper, demo = runner.resolve(config, "paper"), runner.resolve(config, "demo")
-    assert paper["dataset"] == "cifar10" and paper["backbone"] == "vgg16" and paper["bits"] == [16, 32, 64]
+    backbone, bits = {"dsah": ("vgg19", [16, 32, 64, 128])}.get(recipe, ("vgg16", [16, 32, 64]))  # the papers'
+    assert paper["dataset"] == "cifar10" and paper["backbone"] == backbone and paper["bits"] == bits
     assert demo["dataset"] == "digits" and demo["backbone"] == "efficientnet_lite0" and not demo["fine_tune"]
     if with_hqt(recipe):
         hqt = paper["hqt"]
@@ -169,6 +174,27 @@ def test_per_code_length_overrides_and_flags():
     schedule = config["learning_rate"]["config"]
     assert schedule["boundaries"] == [600, 1200] and schedule["values"] == pytest.approx([1e-4, 1e-5, 1e-6])
     assert config["momentum"] == 0.9 and config["weight_decay"] == 5e-4
+
+
+def test_a_step_schedule_decays_in_a_staircase_as_the_dsah_code():
+    # DSAH's code: tf.compat.v1.train.exponential_decay(1e-4, global_step, 200, 0.99, staircase=True), Adam ε 1
+    settings = runner.resolve(runner.load_config("dsah"), "paper")
+    assert settings["schedule"] == {"every_steps": 200, "factor": 0.99} and settings["batch_size"] == 50
+    optimizer = runner.build_optimizer(settings, steps_per_epoch=200)
+    assert optimizer.epsilon == 1.0
+    rate = optimizer.learning_rate  # the schedule's value at the optimizer's current step (0)
+    schedule = optimizer._learning_rate
+    assert float(rate) == pytest.approx(1e-4)
+    for step, expected in [(199, 1e-4), (200, 0.99e-4), (399, 0.99e-4), (400, 0.99**2 * 1e-4)]:
+        assert float(schedule(step)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("schedule", [{"every_steps": 0}, {"every_steps": 10, "every_epochs": 1},
+                                      {"every_steps": 10, "factor": -1}, {"every_steps": 10, "decay": 1}, {}])
+def test_a_malformed_schedule_names_both_forms(schedule):
+    settings = {"optimizer": {"class_name": "Adam"}, "schedule": schedule or {"factor": 0.5}, "epochs": 3}
+    with pytest.raises(runner.RecipeError, match=re.escape("{every_epochs = n, factor = f} or {every_steps = n")):
+        runner.build_optimizer(settings, 10)
 
 
 def test_changing_dataset_or_backbone_resets_what_depends_on_it():

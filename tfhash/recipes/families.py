@@ -17,6 +17,7 @@ A recipe configuration names its family (``family = "gan"``; default ``"hasher"`
   the mean ± std over runs beside the paper's figures.
 """
 
+import inspect
 
 import keras
 import numpy as np
@@ -211,9 +212,12 @@ class HasherFamily(Family):
                     tree={"depth_range": list(hqt["depth_range"]), "shared_tree": hqt["shared_tree"],
                           "projection_dim": hqt["projection_dim"]},
                 )
-            if used["pseudo_similarity"]:  # a per-sample similarity state (CIMON): its size and its builder
-                arguments.update(num_samples=num_samples, pseudo_similarity=dict(used["pseudo_similarity"]))
-            return models_module.get(used["method"], **arguments)
+            model_class = models_module.get_class(used["method"])
+            if "num_samples" in inspect.signature(model_class).parameters:  # per-sample state (CIMON, DSAH)
+                arguments["num_samples"] = num_samples
+            if used["pseudo_similarity"]:  # CIMON's pseudo-similarity builder
+                arguments["pseudo_similarity"] = dict(used["pseudo_similarity"])
+            return model_class(**arguments)
         except (TypeError, ValueError) as error:
             raise RecipeError(f"{where}: [model] / [hqt] / [pseudo_similarity]: {error}") from None
 
@@ -319,11 +323,21 @@ class HasherFamily(Family):
                                for part in ("query", "database"))
         model.compile(optimizer=runner.build_optimizer(used, len(parts["train"]) // batch_size),
                       jit_compile=session["jit"])
-        refreshers = model.supervision_refreshers(state["train_features"], verbose=int(bool(verbose)))
+        # A refresher that encodes the training set between epochs (DSAH's AND) reads the images when the
+        # backbone is fine-tuned; the training labels only feed its log (the quality of the supervision).
+        inputs = None if bank is not None else evaluation_dataset(
+            session["pool"], parts["train"], 64, image_size=backbone.image_size)
+        refreshers = model.supervision_refreshers(
+            state["train_features"], verbose=int(bool(verbose)), inputs=inputs,
+            labels=session["pool"].labels[parts["train"]],
+        )
         row, _ = runner.fit_and_evaluate(
             model, train, query, database, state["labels"], used, state["split"], verbose, refreshers,
             steps_per_epoch=len(parts["train"]) // batch_size,
         )
+        supervision = [entry for refresher in refreshers for entry in getattr(refresher, "log", [])]
+        if supervision:
+            row["supervision_log"] = supervision
         row["reported_map"] = used["reported_map"].get(str(bits))
         row["config"] = used
         session["last_backbone"] = backbone

@@ -378,7 +378,9 @@ def limit_split(split, limit, seed):
 
 
 def build_optimizer(settings, steps_per_epoch):
-    """The configured Keras optimizer; ``schedule`` multiplies the learning rate by ``factor`` every n epochs.
+    """The configured Keras optimizer, its learning rate multiplied by ``schedule``'s ``factor`` every
+    ``every_epochs`` epochs (a piecewise-constant decay) or every ``every_steps`` steps (a staircase
+    exponential decay, as ``tf.compat.v1.train.exponential_decay(..., staircase=True)``).
 
     Args:
         settings: resolved settings (`resolve`) with ``optimizer`` (a Keras optimizer's ``class_name`` and
@@ -389,6 +391,8 @@ def build_optimizer(settings, steps_per_epoch):
 
     >>> build_optimizer({"optimizer": {"class_name": "SGD", "learning_rate": 1e-4, "momentum": 0.9},
     ...                  "schedule": {"every_epochs": 120, "factor": 0.1}, "epochs": 300}, 156)
+    >>> build_optimizer({"optimizer": {"class_name": "Adam", "learning_rate": 1e-4, "epsilon": 1.0},
+    ...                  "schedule": {"every_steps": 200, "factor": 0.99}, "epochs": 30}, 200)   # DSAH
     """
     spec = dict(settings["optimizer"])
     name = spec.pop("class_name", None)
@@ -396,15 +400,25 @@ def build_optimizer(settings, steps_per_epoch):
         raise RecipeError('`optimizer` must name its Keras class: {class_name = "SGD", learning_rate = ...}.')
     schedule = settings.get("schedule")
     if schedule:
-        every, factor = schedule.get("every_epochs"), schedule.get("factor", 0.1)
-        if not isinstance(every, int) or every < 1 or set(schedule) - {"every_epochs", "factor"}:
-            raise RecipeError(f"`schedule` must be {{every_epochs = n, factor = f}}, got {schedule}.")
-        boundaries = list(range(every, settings["epochs"], every))
-        if boundaries:
-            rate = spec.get("learning_rate", 1e-3)
-            spec["learning_rate"] = keras.optimizers.schedules.PiecewiseConstantDecay(
-                [b * steps_per_epoch for b in boundaries], [rate * factor**i for i in range(len(boundaries) + 1)]
+        units = sorted(set(schedule) & {"every_epochs", "every_steps"})
+        every, factor = (schedule.get(units[0]) if units else None), schedule.get("factor", 0.1)
+        valid = (len(units) == 1 and isinstance(every, int) and not isinstance(every, bool) and every >= 1
+                 and not set(schedule) - {units[0], "factor"} and isinstance(factor, (int, float))
+                 and not isinstance(factor, bool) and factor > 0)
+        if not valid:
+            raise RecipeError(
+                f"`schedule` must be {{every_epochs = n, factor = f}} or {{every_steps = n, factor = f}} (n >= 1, "
+                f"f > 0), got {schedule}."
             )
+        rate = spec.get("learning_rate", 1e-3)
+        if units[0] == "every_steps":
+            spec["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(rate, every, factor, staircase=True)
+        else:
+            boundaries = list(range(every, settings["epochs"], every))
+            if boundaries:
+                spec["learning_rate"] = keras.optimizers.schedules.PiecewiseConstantDecay(
+                    [b * steps_per_epoch for b in boundaries], [rate * factor**i for i in range(len(boundaries) + 1)]
+                )
     try:
         return keras.optimizers.get({"class_name": name, "config": spec})
     except (ValueError, TypeError) as error:
