@@ -5,6 +5,7 @@ Debian dataset directory pointed into its tmp_path, so nothing on the machine le
 outside tmp_path, and any attempt to reach Keras' real download fails the test.
 """
 
+import dataclasses
 import gzip
 import io
 import os
@@ -543,14 +544,14 @@ def test_load_list_file_paths_may_contain_spaces(tmp_path):
 def test_sources_by_name():
     from tfhash.data import sources
 
-    assert sources.NAMES == ("digits", "mnist", "fashion_mnist", "cifar10")
+    assert sources.NAMES == ("digits", "mnist", "fashion_mnist", "cifar10", "flickr25k", "nuswide")
     digits = sources.get("digits")
     assert digits.name == "digits" and digits.samples.shape == (1797, 8, 8, 1)
     rgb = sources.get("digits", data_dir="/ignored", rgb=True)
     assert rgb.samples.shape == (1797, 8, 8, 3)
     np.testing.assert_array_equal(rgb.samples, np.repeat(digits.samples, 3, axis=-1))
     np.testing.assert_array_equal(rgb.labels, digits.labels)
-    with pytest.raises(ValueError, match="digits, mnist, fashion_mnist, cifar10"):
+    with pytest.raises(ValueError, match="digits, mnist, fashion_mnist, cifar10, flickr25k, nuswide"):
         sources.get("fashion-mnist")
     with pytest.raises(ValueError, match="`rgb` must be a bool"):
         sources.get("digits", rgb=1)
@@ -563,6 +564,51 @@ def test_sources_by_name_pass_data_dir_and_loader_arguments(tmp_path):
     pool = sources.get("mnist", tmp_path / "data", source="idx")
     np.testing.assert_array_equal(pool.samples[..., 0], images)
     assert sources.get("mnist", tmp_path / "data", rgb=True).samples.shape[-1] == 3
-    for name in ("fashion_mnist", "cifar10"):
+    for name in ("fashion_mnist", "cifar10", "flickr25k", "nuswide"):
         with pytest.raises(DatasetNotFoundError):
             sources.get(name, tmp_path / "empty")
+
+
+@pytest.mark.parametrize("layout", ["all", "deephash"])
+def test_list_file_datasets_by_name_read_the_whole_pool(tmp_path, layout):
+    from tfhash.data import get_protocol, sources
+
+    folder = tmp_path / "data" / "flickr25k"
+    rng = np.random.default_rng(0)
+    lines = []
+    for index in range(40):
+        image = folder / "images" / f"im {index}.jpg"  # a space in the name: the labels end the line
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(b"jpeg")
+        labels = rng.integers(0, 2, 5)
+        labels[index % 5] = 1
+        lines.append(f"images/im {index}.jpg " + " ".join(map(str, labels)))
+    if layout == "all":
+        (folder / "all.txt").write_text("\n".join(lines) + "\n")
+    else:  # DeepHash's files: the queries, the retrieval set, and a training subset of it (not read)
+        (folder / "test.txt").write_text("\n".join(lines[:10]) + "\n")
+        (folder / "database.txt").write_text("\n".join(lines[10:]) + "\n")
+        (folder / "train.txt").write_text("\n".join(lines[10:20]) + "\n")
+    pool = sources.get("flickr25k", tmp_path / "data")
+    assert pool.name == "flickr25k" and pool.kind == "files" and pool.labels.shape == (40, 5)
+    assert pool.multi_label and pool.samples[3] == str(folder / "images" / "im 3.jpg")
+    expected = {"all": ["all"] * 40, "deephash": ["test"] * 10 + ["database"] * 30}[layout]
+    assert pool.partition.tolist() == expected
+    assert sources.get("flickr25k", folder).labels.shape == (40, 5)  # the folder itself works too
+    # a multi-label protocol draws its own split from the pool
+    protocol = get_protocol("flickr25k-dsah")
+    small = dataclasses.replace(protocol, query_size=5, train_size=20, sizes=None)
+    split = small.split(pool, seed=0)
+    assert split.sizes == {"query": 5, "train": 20, "database": 35}
+
+
+def test_a_list_file_dataset_with_two_label_sets_is_refused(tmp_path):
+    from tfhash.data import sources
+
+    folder = tmp_path / "nuswide"
+    (folder / "im").mkdir(parents=True)
+    (folder / "im" / "a.jpg").write_bytes(b"jpeg")
+    (folder / "test.txt").write_text("im/a.jpg 0 1\n")
+    (folder / "database.txt").write_text("im/a.jpg 0 1 1\n")
+    with pytest.raises(ValueError, match="test.txt has 2 labels per image, database.txt 3"):
+        sources.get("nuswide", tmp_path)

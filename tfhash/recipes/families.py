@@ -118,7 +118,7 @@ class HasherFamily(Family):
     model_base = models_module.Hasher
     #: the protocol used when --dataset changes the preset's dataset and --protocol is not given
     default_protocols = {"digits": "digits", "cifar10": "cifar10-i", "mnist": "mnist-hashgan",
-                         "fashion_mnist": "mnist-hashgan"}
+                         "fashion_mnist": "mnist-hashgan", "flickr25k": "flickr25k", "nuswide": "nuswide-21"}
 
     def choices(self):
         return {**super().choices(), "backbone": backbones.NAMES}

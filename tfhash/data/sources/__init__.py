@@ -8,6 +8,7 @@
 | CIFAR-10 image folder / .tar.gz, Keras, TFDS | ``load_cifar10(data_dir, source, cache_dir)`` |
 | any ``<split>/<class>/<image>`` folder or archive | ``load_image_folder(path)``, ``extract_archive(path)`` |
 | multi-label list files (Flickr25k, NUS-WIDE, MS-COCO) | ``load_list_file(list_file, root)`` |
+| a folder of list files as a pool (``flickr25k``, ``nuswide`` by name) | ``load_list_dataset(name, data_dir)`` |
 | arrays, .npz, user features | ``load_arrays(samples, labels)``, ``load_npz(path)`` |
 | Keras / TFDS loaders for any dataset | ``load_keras_dataset(name)``, ``load_tfds_dataset(name)`` |
 | the recipes' datasets by name (``NAMES``) | ``get(name, data_dir, rgb=False)`` |
@@ -32,7 +33,7 @@ from tfhash.data.sources.idx import (
     read_idx,
 )
 from tfhash.data.sources.image_folder import CIFAR10_CLASSES, load_cifar10, load_image_folder
-from tfhash.data.sources.list_file import load_list_file
+from tfhash.data.sources.list_file import load_list_dataset, load_list_file
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -51,6 +52,7 @@ __all__ = [
     "load_idx_directory",
     "load_image_folder",
     "load_keras_dataset",
+    "load_list_dataset",
     "load_list_file",
     "load_mnist",
     "load_npz",

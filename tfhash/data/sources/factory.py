@@ -6,12 +6,16 @@ from tfhash.data.image_set import ImageSet
 from tfhash.data.sources.embedded import load_digits
 from tfhash.data.sources.idx import load_fashion_mnist, load_mnist
 from tfhash.data.sources.image_folder import load_cifar10
+from tfhash.data.sources.list_file import load_list_dataset
 
 _SOURCES = {
     "digits": lambda data_dir, **kwargs: load_digits(**kwargs),  # embedded: nothing to search
     "mnist": load_mnist,
     "fashion_mnist": load_fashion_mnist,
     "cifar10": load_cifar10,
+    # multi-label sets from list files (the images are not redistributable): <data_dir>/<name>/all.txt, ...
+    "flickr25k": lambda data_dir, **kwargs: load_list_dataset("flickr25k", data_dir, **kwargs),
+    "nuswide": lambda data_dir, **kwargs: load_list_dataset("nuswide", data_dir, **kwargs),
 }
 NAMES = tuple(_SOURCES)
 
@@ -21,7 +25,8 @@ def get(name, data_dir=None, rgb=False, **kwargs):
 
     Args:
         name: one of `NAMES`: ``"digits"`` (scikit-learn's 8×8 digits, embedded: `load_digits`), ``"mnist"``
-            (`load_mnist`), ``"fashion_mnist"`` (`load_fashion_mnist`) or ``"cifar10"`` (`load_cifar10`).
+            (`load_mnist`), ``"fashion_mnist"`` (`load_fashion_mnist`), ``"cifar10"`` (`load_cifar10`),
+            ``"flickr25k"`` or ``"nuswide"`` (list files in a folder of that name: `load_list_dataset`).
         data_dir: where the dataset is (see each loader); None searches $TFHASH_DATA_DIR, then the Keras
             cache.
             ``"digits"`` ships inside scikit-learn and ignores it.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tfhash.data.image_set import ImageSet
-from tfhash.data.sources._search import DatasetNotFoundError
+from tfhash.data.sources._search import DatasetNotFoundError, how_to_provide, not_found, search_roots
 
 
 # A token that reads as a number: a label, well or badly formed ("1", "2", "0.5"), never part of a file name.
@@ -102,3 +102,57 @@ def load_list_file(list_file, root=None, name=None, partition="train", check_fil
     labels = np.frombuffer("".join(rows).encode("ascii"), np.uint8).reshape(len(rows), first[1]) - ord("0")
     return ImageSet(name or list_file.resolve().parent.name, np.array(paths), labels,
                     np.full(len(paths), partition))
+
+
+#: the list files a dataset folder may hold: one list of the whole pool, or DeepHash's query and retrieval lists
+_POOL_LISTS = ("all.txt",)
+_SPLIT_LISTS = (("test.txt", "test"), ("database.txt", "database"))
+
+
+def load_list_dataset(name, data_dir=None, check_files=True):
+    """A multi-label dataset (e.g. MIRFLICKR-25K, NUS-WIDE) from the list files in a folder named ``name``.
+
+    The folder ``<root>/<name>/`` holds either ``all.txt`` (every image of the pool) or the DeepHash-style pair
+    ``test.txt`` + ``database.txt`` (queries and retrieval set, which together are the pool; their
+    ``train.txt`` is a subset of the database and is not read). Lines are ``relative/path.jpg 0 1 0 …``
+    (`load_list_file`), paths relative to the folder. A tfhash protocol then draws its own split from the pool
+    (e.g. ``flickr25k-dsah``, ``nuswide-21``); the partition ("all", or "test" / "database") is kept.
+
+    Args:
+        name: the dataset's folder name and ImageSet name, e.g. "flickr25k" or "nuswide".
+        data_dir: the directory holding ``<name>/`` (or that folder itself); None searches $TFHASH_DATA_DIR,
+            then the Keras cache.
+        check_files: check that every listed image exists.
+
+    Returns:
+        ImageSet of file paths and uint8 multi-hot labels.
+
+    Raises:
+        DatasetNotFoundError: no such folder with list files in the places searched (the message lists them).
+
+    Example:
+        >>> pool = load_list_dataset("flickr25k", "/data")   # /data/flickr25k/all.txt  # doctest: +SKIP
+        >>> split = get_protocol("flickr25k-dsah").split(pool, seed=0)  # doctest: +SKIP
+    """
+    places = []
+    for root in search_roots(data_dir):
+        for folder in (root / name, root):
+            places.append(folder)
+            pool_list = next((folder / f for f in _POOL_LISTS if (folder / f).is_file()), None)
+            if pool_list is not None:
+                return load_list_file(pool_list, name=name, partition="all", check_files=check_files)
+            if all((folder / f).is_file() for f, _ in _SPLIT_LISTS):
+                parts = [load_list_file(folder / f, name=name, partition=partition, check_files=check_files)
+                         for f, partition in _SPLIT_LISTS]
+                if parts[0].labels.shape[1] != parts[1].labels.shape[1]:
+                    raise ValueError(
+                        f"{folder}: test.txt has {parts[0].labels.shape[1]} labels per image, database.txt "
+                        f"{parts[1].labels.shape[1]}; both must list the same label set."
+                    )
+                return ImageSet(name, np.concatenate([p.samples for p in parts]),
+                                np.concatenate([p.labels for p in parts]),
+                                np.concatenate([p.partition for p in parts]))
+    raise not_found(
+        f"Dataset {name!r}", f"a folder {name}/ with all.txt, or test.txt and database.txt (lines "
+        "`relative/path.jpg 0 1 0 …`)", places, how_to_provide(f"/data (holding {name}/all.txt)"),
+    )
