@@ -105,6 +105,26 @@ def test_bihalf_demo_exports_image_models_that_reproduce_the_evaluated_codes(tmp
 
 
 @pytest.mark.slow
+def test_fine_tuned_dsah_encodes_the_training_images_for_its_rounds(tmp_path, bank_dir):
+    # The DSAH paper preset fine-tunes VGG19: W0 from the pretrained features, AND rounds on the codes of the
+    # training images through the fine-tuned backbone; here a round after every epoch, on 96 digits.
+    text = runner.config_path("dsah").read_text()
+    text = text.replace("update_every_n_epochs = 10", "update_every_n_epochs = 1")
+    text = text.replace("num_neighbors = 500, num_shared_neighbors = 500", "num_neighbors = 8, num_shared_neighbors = 8")
+    config = tmp_path / "dsah.toml"
+    config.write_text(text)
+    flags = "--dataset digits --backbone efficientnet_lite0 --image-size 32 --bits 8 --epochs 2 --limit 96"
+    flags += f" --batch-size 24 --verbose 0 --config {config} --output {tmp_path / 'run'} --bank-dir {bank_dir}"
+    record = recipe_module("dsah").main(flags.split())
+    (row,) = record["results"]
+    assert record["config"]["fine_tune"] and record["config"]["backbone"] == "efficientnet_lite0"
+    assert [entry["round"] for entry in row["supervision_log"]] == [0, 1, 2]
+    assert all({"threshold", "mean", "std", "f_w"} <= set(entry) for entry in row["supervision_log"][1:])
+    positives = [entry["positives"] for entry in row["supervision_log"]]
+    assert positives == sorted(positives) and 0 < row["map"] <= 1
+
+
+@pytest.mark.slow
 def test_fine_tuned_paper_path_with_hqt_runs_end_to_end(tmp_path, bank_dir):
     # The CIMON paper preset trains the backbone on images; here on digits, with a small EfficientNet input.
     flags = "--dataset digits --backbone efficientnet_lite0 --image-size 32 --bits 4 8 --epochs 1 --limit 96"
