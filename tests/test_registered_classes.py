@@ -150,6 +150,12 @@ CASES = {
         inputs=lambda: (PROBABILITIES,),
         call_kwargs={"training": True},
     ),
+    "BinaryLatentVAE": harness.Case(
+        {"num_bits": K, "decoder_units": [6], "sampling": "stochastic", "kl_weight": 0.5, "seed": 0},
+        inputs=features,
+        call_kwargs={"training": True},
+        atol=1e-5,
+    ),
     "ConsistencyTransform": harness.Case(
         {"max_shift": 1, "horizontal_flip": True, "noise_stddev": 0.1, "seed": 0},
         inputs=pixels,

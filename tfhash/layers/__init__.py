@@ -3,6 +3,7 @@
 - `SignSTE`: sign with a straight-through gradient (GreedyHash).
 - `BiHalf`: per-bit half/half ranking over the batch with a pull term in the gradient (Bi-half).
 - `StochasticBinary`: Bernoulli sampling of sigmoid probabilities with a straight-through gradient (CIBHash).
+- `BinaryLatentVAE`: variational autoencoder with ±1 latent codes and its negative ELBO (UCSH).
 - `ConsistencyTransform`: random translation, flip and noise inside a training step (HashGAN's consistent bits).
 - `WeightNormDense`: fully connected layer with weight normalisation w = g v / ||v|| (Improved-GAN / HashGAN).
 - `WeightNormConv2D`: 2-D convolution with weight normalisation per filter (Improved-GAN / HashGAN).
@@ -10,6 +11,7 @@
 """
 
 from tfhash.layers.bi_half import BiHalf
+from tfhash.layers.binary_latent_vae import BinaryLatentVAE
 from tfhash.layers.consistency_transform import ConsistencyTransform
 from tfhash.layers.sign_ste import SignSTE
 from tfhash.layers.stochastic_binary import StochasticBinary
@@ -19,6 +21,7 @@ from tfhash.layers.weight_norm_dense import WeightNormDense
 
 __all__ = [
     "BiHalf",
+    "BinaryLatentVAE",
     "ConsistencyTransform",
     "SignSTE",
     "StochasticBinary",
