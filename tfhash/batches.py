@@ -90,6 +90,36 @@ def inputs_of(data, owner):
     return unpack(data, owner, views=None)[0]
 
 
+def checked_sample_index(sample_index, num_samples, assigned, not_assigned, out_of_range):
+    """A batch's sample indices as int32 (B,) for gathering sample-indexed state, and a guard to multiply the
+    gathered values by: 1.0, or NaN when the state is unassigned or an index lies outside [0, num_samples).
+
+    Run by TensorFlow (eagerly or in a graph), the checks raise ``InvalidArgumentError`` with the messages.
+    XLA drops assertions (and its gather clamps out-of-range rows), so the guard turns a wrong index or an
+    unassigned state into NaN targets, a NaN loss, and a stopped run, instead of training on wrong rows.
+
+    Args:
+        sample_index: int tensor, the batch's positions in the training set.
+        num_samples: int, the rows of the state.
+        assigned: the state's scalar ``assigned`` flag (1.0 once written).
+        not_assigned: the message when the flag is not 1.
+        out_of_range: the message when an index is outside [0, num_samples).
+
+    Returns:
+        ``(index, guard)``: int32 (B,) and a float32 scalar.
+    """
+    index = tf.cast(tf.reshape(sample_index, [-1]), tf.int32)
+    checks = [
+        tf.debugging.assert_equal(assigned, tf.ones_like(assigned), message=not_assigned),
+        tf.debugging.assert_non_negative(index, message=out_of_range),
+        tf.debugging.assert_less(index, num_samples, message=out_of_range),
+    ]
+    with tf.control_dependencies(checks):
+        index = tf.identity(index)
+    valid = (assigned > 0) & tf.reduce_all((index >= 0) & (index < num_samples))
+    return index, tf.where(valid, 1.0, float("nan"))
+
+
 def _check_views(inputs, owner, views):
     pair = isinstance(inputs, (tuple, list))
     if views == 2 and not (pair and len(inputs) == 2):

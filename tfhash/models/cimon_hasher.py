@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfhash import batches
 from tfhash._validation import check_builder_settings, check_int, check_number
 from tfhash.callbacks.cimon_pseudo_similarity_refresher import CIMONPseudoSimilarityRefresher
 from tfhash.losses.nt_xent import nt_xent_loss
@@ -247,16 +248,11 @@ class CIMONHasher(Hasher):
         """
         if target_set not in range(self.num_target_sets):
             raise ValueError(f"`target_set` must be in range({self.num_target_sets}), got {target_set!r}.")
-        index = tf.cast(tf.reshape(sample_index, [-1]), tf.int32)
-        assigned = self.pseudo_similarity_assigned
-        message = _OUT_OF_RANGE.format(self.num_samples)
-        checks = [
-            tf.debugging.assert_equal(assigned, tf.ones_like(assigned), message=_NOT_ASSIGNED),
-            tf.debugging.assert_non_negative(index, message=message),
-            tf.debugging.assert_less(index, self.num_samples, message=message),
-        ]
-        with tf.control_dependencies(checks):
-            rows = index + target_set * self.num_samples
+        index, guard = batches.checked_sample_index(
+            sample_index, self.num_samples, self.pseudo_similarity_assigned, _NOT_ASSIGNED,
+            _OUT_OF_RANGE.format(self.num_samples),
+        )
+        rows = index + target_set * self.num_samples
         # `.value` is the variable itself: a sparse read of B rows instead of reading all n × D.
         x = tf.gather(self.similarity_features.value, rows)
         clusters = tf.gather(self.cluster_ids.value, rows)
@@ -275,10 +271,7 @@ class CIMONHasher(Hasher):
         # W2: 1 where the spectral clustering agrees with S
         agrees = tf.equal(tf.equal(clusters[:, None], clusters[None, :]), similar)
         w = w1 * tf.cast(agrees, tf.float32)
-        # XLA drops the assertions above (and its gather clamps out-of-range rows): NaN weights, hence a NaN
-        # loss and gradient, keep training on an unassigned state or wrong indices from passing unnoticed.
-        valid = (assigned > 0) & tf.reduce_all((index >= 0) & (index < self.num_samples))
-        return s, w * tf.where(valid, 1.0, float("nan"))
+        return s, w * guard  # NaN under XLA for an unassigned state or a wrong index
 
     # --- training -----------------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfhash import batches
 from tfhash._validation import check_builder_settings, check_int, check_number
 from tfhash.callbacks.adaptive_neighbor_refresher import AdaptiveNeighborRefresher
 from tfhash.models.hasher import Hasher
@@ -257,16 +258,10 @@ class DSAHHasher(Hasher):
         Args:
             sample_index: int tensor (B,), the samples' positions in the training set.
         """
-        index = tf.cast(tf.reshape(sample_index, [-1]), tf.int32)
-        assigned = self.neighbor_similarity_assigned
-        message = _OUT_OF_RANGE.format(self.num_samples)
-        checks = [
-            tf.debugging.assert_equal(assigned, tf.ones_like(assigned), message=_NOT_ASSIGNED),
-            tf.debugging.assert_non_negative(index, message=message),
-            tf.debugging.assert_less(index, self.num_samples, message=message),
-        ]
-        with tf.control_dependencies(checks):
-            index = tf.identity(index)
+        index, guard = batches.checked_sample_index(
+            sample_index, self.num_samples, self.neighbor_similarity_assigned, _NOT_ASSIGNED,
+            _OUT_OF_RANGE.format(self.num_samples),
+        )
         # `.value` is the variable itself: a sparse read of B rows instead of all n × n.
         rows = tf.gather(self.neighbor_similarity.value, index)
         if self.storage == "dense":
@@ -274,10 +269,7 @@ class DSAHHasher(Hasher):
         else:
             member = tf.equal(rows[:, None, :], tf.cast(index, tf.float32)[None, :, None])
             w = tf.where(tf.reduce_any(member, axis=-1), 1.0, -1.0)
-        # XLA drops the assertions (and its gather clamps out-of-range rows): NaN targets, hence a NaN loss,
-        # keep training on an unassigned state or wrong indices from passing unnoticed.
-        valid = (assigned > 0) & tf.reduce_all((index >= 0) & (index < self.num_samples))
-        return w * tf.where(valid, 1.0, float("nan"))
+        return w * guard  # NaN under XLA for an unassigned state or a wrong index (batches.checked_sample_index)
 
     # --- training -----------------------------------------------------------------------------------------
 

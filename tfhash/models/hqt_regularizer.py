@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfhash import batches
 from tfhash._validation import check_builder_settings, check_int, check_number
 from tfhash.callbacks.hqt_pseudo_bits import HQTPseudoBits
 from tfhash.supervision.hyper_quantization_tree import HyperQuantizationTree
@@ -131,24 +132,16 @@ class HQTRegularizer(keras.layers.Layer):
         return HQTPseudoBits(tree, features, every_n_epochs=self.every_n_epochs, verbose=verbose)
 
     def call(self, codes, sample_index):
-        index = tf.cast(sample_index, tf.int32)
-        message = _OUT_OF_RANGE.format(self.num_samples)
-        checks = [
-            tf.debugging.assert_equal(self.assigned, tf.ones_like(self.assigned), message=_NOT_ASSIGNED),
-            tf.debugging.assert_non_negative(index, message=message),
-            tf.debugging.assert_less(index, self.num_samples, message=message),
-        ]
-        with tf.control_dependencies(checks):
-            targets = tf.gather(self.pseudo_bits, index)
+        index, guard = batches.checked_sample_index(
+            sample_index, self.num_samples, self.assigned, _NOT_ASSIGNED, _OUT_OF_RANGE.format(self.num_samples)
+        )
+        targets = tf.gather(self.pseudo_bits, index)
         logits = tf.cast(codes, tf.float32)
         if self.signed_targets:
             targets = 2.0 * targets - 1.0
         # The stable form of BCE-with-logits, valid for any target value (PyTorch's formula).
         loss = tf.nn.relu(logits) - logits * targets + tf.math.log1p(tf.exp(-tf.abs(logits)))
-        # XLA drops the assertions above (and its gather clamps out-of-range indices): a NaN loss and gradient
-        # still make training on unassigned bits or wrong indices impossible to miss. × 1 is exact otherwise.
-        valid = (self.assigned > 0) & tf.reduce_all((index >= 0) & (index < self.num_samples))
-        return tf.reduce_mean(loss) * tf.where(valid, 1.0, float("nan"))
+        return tf.reduce_mean(loss) * guard  # NaN under XLA for unassigned bits or a wrong index; × 1 is exact
 
     def combine(self, self_loss, hqt_loss):
         """Eq. 3: ``(1 − alpha) * self_loss + alpha * hqt_loss``."""
