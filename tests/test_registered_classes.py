@@ -271,6 +271,14 @@ CASES = {
         train_callbacks=refreshers,
         train_data=indexed_features,
     ),
+    "UCSHHasher": harness.Case(
+        lambda: {"num_bits": K, "num_samples": N, "feature_size": D, "num_clusters": 3, "decoder_units": [6],
+                 "hqt": hqt(), "seed": 0},
+        inputs=features,
+        setup=assign_supervision,
+        train_callbacks=refreshers,
+        train_data=indexed_features,
+    ),
     "HashGAN": harness.Case(
         {"num_bits": K, "architecture": "mnist", "noise_dim": 8, "seed": 0},
         inputs=lambda: (MNIST_IMAGES[:4],),

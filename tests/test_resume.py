@@ -3,8 +3,9 @@
 For each method: an uninterrupted 4-epoch run, and a 2-epoch run saved as ``.keras`` and continued to epoch 4
 in a new Python process (``load_model``, data built with ``initial_epoch=2``, ``fit(..., initial_epoch=2,
 steps_per_epoch=...)``, the refreshers the model asks for). The final weights, the supervision state (HQT
-pseudo bits redrawn every epoch, CIMON's pseudo-similarity, DSAH's neighbour similarity grown every epoch), the
-seed-generator states and the optimizer's variables must be equal, bit for bit.
+pseudo bits redrawn every epoch, CIMON's pseudo-similarity, DSAH's neighbour similarity grown every epoch,
+UCSH's clusters redrawn every epoch), the seed-generator states and the optimizer's variables must be equal, bit
+for bit.
 
 The data: a `FeatureBank` of a tiny seeded dense backbone over random 10 x 10 images, 3 stored
 flipped views per image (one view, or a pair of views for the two-view methods), so each epoch's order and
@@ -27,12 +28,13 @@ import pytest
 from tfhash import batches
 from tfhash.data import FeatureBank, ImageSet, training_dataset
 from tfhash.data.augment import RandomHorizontalFlip
-from tfhash.models import BiHalfHasher, CIBHasher, CIMONHasher, DSAHHasher, GreedyHasher, HashGAN, HQTRegularizer
+from tfhash.models import (BiHalfHasher, CIBHasher, CIMONHasher, DSAHHasher, GreedyHasher, HashGAN, HQTRegularizer,
+                           UCSHHasher)
 
 N, BATCH, BITS, FEATURES = 32, 8, 8, 16
 SEED = 3
 EPOCHS, SAVED_AT = 4, 2
-METHODS = ("bihalf", "greedy", "cib", "cimon", "dsah", "bihalf_hqt", "hashgan")
+METHODS = ("bihalf", "greedy", "cib", "cimon", "dsah", "ucsh", "bihalf_hqt", "hashgan")
 TWO_VIEW = ("cib", "cimon")
 
 
@@ -81,6 +83,10 @@ def build(method):
         "dsah": lambda: DSAHHasher(  # an AND round after every epoch: W grows across the interruption
             BITS, num_samples=N, feature_size=FEATURES, hidden_units=12, update_every_n_epochs=1,
             neighbor_discovery={"num_neighbors": 4, "num_shared_neighbors": 4, "gamma": 0.0}, seed=SEED,
+        ),
+        "ucsh": lambda: UCSHHasher(  # sampled codes and clusters redrawn every epoch
+            BITS, num_samples=N, feature_size=FEATURES, num_clusters=3, decoder_units=[8], sampling="stochastic",
+            refresh_every_n_epochs=1, seed=SEED,
         ),
         "bihalf_hqt": lambda: BiHalfHasher(
             BITS, feature_size=FEATURES, hqt=HQTRegularizer(N, every_n_epochs=1), seed=SEED
@@ -172,7 +178,7 @@ def test_a_run_resumed_in_a_new_process_equals_the_uninterrupted_run(tmp_path):
     # The state compared includes what a resume must carry: redrawn HQT bits, CIMON's similarity, seeds.
     paths = {method: " ".join(uninterrupted[method][1]) for method in METHODS}
     assert "pseudo_bits" in paths["bihalf_hqt"] and "cluster_ids" in paths["cimon"]
-    assert "neighbor_similarity" in paths["dsah"]
+    assert "neighbor_similarity" in paths["dsah"] and "cluster_targets" in paths["ucsh"]
     assert all("seed_generator_state" in p and "/iteration" in p for p in paths.values())
 
 

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfhash.layers import BinaryLatentVAE
+from tfhash.layers.binary_latent_vae import kl_to_fair_bernoulli
 
 NUM_BITS = 6
 # Encoder logits around 0 (a tiny negative one that sigmoid rounds to 0.5 included), near-saturated and
@@ -178,6 +179,83 @@ def test_stochastic_mean_matches_2q_minus_1():
     assert (np.abs(codes.numpy().mean(axis=0) - (2 * q - 1)) <= tolerance).all()
 
 
+# --- initializers and the encoder alone --------------------------------------------------------------------
+
+CONSTANTS = {"kernel_initializer": keras.initializers.Constant(0.5), "bias_initializer": "zeros"}
+# One per Dense layer of decoder_units=(5,): objects, names, serialized configurations.
+GIVEN_INITIALIZERS = [
+    {"kernel_initializer": keras.initializers.Constant(0.5),
+     "bias_initializer": keras.initializers.Constant(-0.25)},
+    {"kernel_initializer": "ones", "bias_initializer": "zeros"},
+    {"kernel_initializer": keras.initializers.serialize(keras.initializers.Constant(2.0)),
+     "bias_initializer": {"class_name": "Constant", "config": {"value": 0.75}}},
+]
+GIVEN_VALUES = [(0.5, -0.25), (1.0, 0.0), (2.0, 0.75)]  # (kernel, bias) of each layer
+
+
+def test_given_dense_initializers_are_used_in_build_order():
+    layer = BinaryLatentVAE(NUM_BITS, decoder_units=(5,), seed=0, dense_initializers=GIVEN_INITIALIZERS)
+    layer.build((None, 7))
+    layers = [layer.encoder, *layer.decoder_layers]
+    assert [tuple(dense.kernel.shape) for dense in layers] == [(7, NUM_BITS), (NUM_BITS, 5), (5, 7)]
+    for dense, (kernel, bias) in zip(layers, GIVEN_VALUES):
+        np.testing.assert_array_equal(dense.kernel.numpy(), np.full(dense.kernel.shape, kernel), dense.name)
+        np.testing.assert_array_equal(dense.bias.numpy(), np.full(dense.bias.shape, bias), dense.name)
+
+
+def test_default_initializers_are_seeded_glorot_kernels_and_zero_biases():
+    layer = BinaryLatentVAE(NUM_BITS, decoder_units=(5,), seed=3)
+    layer.build((None, 7))
+    for offset, dense in enumerate([layer.encoder, *layer.decoder_layers], start=1):
+        expected = keras.initializers.GlorotUniform(seed=3 + offset)(dense.kernel.shape)
+        np.testing.assert_array_equal(dense.kernel.numpy(), keras.ops.convert_to_numpy(expected), dense.name)
+        np.testing.assert_array_equal(dense.bias.numpy(), 0.0)
+
+
+def test_the_dense_initializers_survive_config_and_keras_file_round_trips(tmp_path):
+    layer = BinaryLatentVAE(NUM_BITS, decoder_units=(5,), dense_initializers=GIVEN_INITIALIZERS, name="vae")
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
+    clone = keras.saving.deserialize_keras_object(config)
+    assert clone.get_config() == layer.get_config()
+    clone.build((None, 7))  # freshly drawn: the initializers themselves came back
+    for dense, (kernel, bias) in zip([clone.encoder, *clone.decoder_layers], GIVEN_VALUES):
+        np.testing.assert_array_equal(dense.kernel.numpy(), np.full(dense.kernel.shape, kernel), dense.name)
+        np.testing.assert_array_equal(dense.bias.numpy(), np.full(dense.bias.shape, bias), dense.name)
+    model = keras.Sequential([keras.Input((7,)), layer])
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras").layers[-1]
+    assert loaded.get_config() == layer.get_config()
+    assert loaded.get_config()["dense_initializers"][2]["bias_initializer"]["config"] == {"value": 0.75}
+
+
+def test_without_a_decoder_the_layer_is_its_encoder():
+    x = np.random.default_rng(8).normal(size=(4, 9)).astype("float32")
+    layer = BinaryLatentVAE(NUM_BITS, decoder=False, seed=2, name="vae")
+    full = BinaryLatentVAE(NUM_BITS, seed=2)
+    np.testing.assert_array_equal(layer(x), full(x))  # the same seeded encoder
+    assert layer.decoder_layers == [] and layer.decoder_units == ()
+    assert [v.path for v in layer.weights] == ["vae/encoder/kernel", "vae/encoder/bias"]
+    with pytest.raises(ValueError, match="has no decoder.*cannot `reconstruct`"):
+        layer.reconstruct(layer(x))
+    # no ELBO without a reconstruction; the KL alone is the expression the error gives
+    with pytest.raises(ValueError, match="no decoder.*`elbo_terms` needs decoder=True.*kl_to_fair_bernoulli"):
+        layer.elbo_terms(x)
+    kl = tf.reduce_mean(tf.reduce_sum(kl_to_fair_bernoulli(layer.logits(x)), axis=-1))
+    np.testing.assert_allclose(kl, full.elbo_terms(x)["kl"], rtol=1e-6)
+
+
+def test_an_encoder_alone_round_trips(tmp_path):
+    x = np.random.default_rng(9).normal(size=(4, 9)).astype("float32")
+    layer = BinaryLatentVAE(NUM_BITS, decoder=False, sampling="stochastic", seed=1,
+                            dense_initializers=[GIVEN_INITIALIZERS[0]])
+    model = keras.Sequential([keras.Input((9,)), layer])
+    assert layer.get_config()["decoder_units"] == [] and layer.get_config()["decoder"] is False
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert loaded.layers[-1].get_config() == layer.get_config() and loaded.layers[-1].decoder_layers == []
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
 # --- configuration and files --------------------------------------------------------------------------------
 
 
@@ -195,6 +273,19 @@ def test_stochastic_mean_matches_2q_minus_1():
         ({"kl_weight": -1.0}, "kl_weight"),
         ({"kl_weight": float("nan")}, "kl_weight"),
         ({"seed": -1}, "seed"),
+        ({"decoder": 0}, "`decoder` must be a bool"),
+        ({"decoder": False, "output_size": 4}, "`output_size`.*with decoder=False"),
+        ({"decoder": False, "decoder_units": (16,)}, "`decoder_units`.*with decoder=False"),
+        # the default decoder, (1024,), has two Dense layers besides the encoder
+        ({"dense_initializers": [CONSTANTS] * 2}, "`dense_initializers`.* 3 here"),
+        ({"dense_initializers": [CONSTANTS] * 3, "decoder": False}, "`dense_initializers`.* 1 here"),
+        ({"dense_initializers": CONSTANTS, "decoder": False}, "`dense_initializers`.* 1 here"),
+        ({"dense_initializers": [{"kernel_initializer": "zeros"}], "decoder": False},
+         "`dense_initializers\\[0\\]` must be a dict with the keys"),
+        ({"dense_initializers": [{**CONSTANTS, "bias_initializer": "nope"}], "decoder": False},
+         "`dense_initializers\\[0\\]\\['bias_initializer'\\]` is not a Keras initializer"),
+        ({"dense_initializers": [{**CONSTANTS, "kernel_initializer": None}], "decoder": False},
+         "`dense_initializers\\[0\\]\\['kernel_initializer'\\]` is not a Keras initializer"),
     ],
 )
 def test_invalid_arguments(kwargs, name):

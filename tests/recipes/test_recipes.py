@@ -70,7 +70,7 @@ def check_outputs(output, record, recipe, bits=8):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["greedyhash", "cibhash", "cimon", "dsah", "hqt_bihalf", "hqt_cibhash"])
+@pytest.mark.parametrize("recipe", ["greedyhash", "cibhash", "cimon", "dsah", "ucsh", "hqt_bihalf", "hqt_cibhash"])
 def test_demo_smoke_run_writes_valid_outputs(recipe, tmp_path, bank_dir):
     output = tmp_path / "run"
     flags = [*SMOKE, "--output", str(output), "--bank-dir", bank_dir, "--export", "features"]

@@ -7,6 +7,8 @@
   `tfhash.supervision.AdaptiveNeighborDiscovery`) into a `tfhash.models.DSAHHasher`.
 - `CIMONPseudoSimilarityRefresher`: CIMON's pseudo-similarity (`tfhash.supervision.CIMONPseudoSimilarity`)
   into a `tfhash.models.CIMONHasher`.
+- `UCSHClusterRefresher`: UCSH's cluster codewords (K-means of the features, Hadamard rows) and similarity
+  threshold into a `tfhash.models.UCSHHasher`.
 - `RetrievalEvaluation`: mAP of the current codes every n epochs.
 
 A model lists the refreshers it needs with ``model.supervision_refreshers(train_features)``.
@@ -17,6 +19,7 @@ from tfhash.callbacks.cimon_pseudo_similarity_refresher import CIMONPseudoSimila
 from tfhash.callbacks.hqt_pseudo_bits import HQTPseudoBits
 from tfhash.callbacks.retrieval_evaluation import RetrievalEvaluation
 from tfhash.callbacks.supervision_refresher import SupervisionRefresher
+from tfhash.callbacks.ucsh_cluster_refresher import UCSHClusterRefresher
 
 __all__ = [
     "AdaptiveNeighborRefresher",
@@ -24,4 +27,5 @@ __all__ = [
     "HQTPseudoBits",
     "RetrievalEvaluation",
     "SupervisionRefresher",
+    "UCSHClusterRefresher",
 ]

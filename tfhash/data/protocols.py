@@ -311,10 +311,11 @@ for _protocol in (
     Protocol(
         "cifar10-dsah", query_per_class=100, train_per_class=1000, top_k=5000,
         also_reports=("precision@100",),
-        aliases=("dsah-cifar10",),
+        # UCSH follows SSDH's splits without stating them; tfhash runs it on this protocol
+        aliases=("dsah-cifar10", "ucsh-cifar10"),
         sizes={"query": 1_000, "train": 10_000, "database": 59_000},
         pool="CIFAR-10, all 60,000 images",
-        paper=_DSAH,
+        paper=f"{_DSAH}; UCSH (its CIFAR-10 split, SSDH's, is not stated: this one is used)",
         description="100 queries per class, the remaining 59,000 images are the database, 1,000 training "
                     "images per class drawn from it; mAP@5000 (and precision@100).",
     ),

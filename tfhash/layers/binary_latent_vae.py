@@ -11,6 +11,10 @@ from tfhash.layers.stochastic_binary import StochasticBinary
 
 #: the values of `BinaryLatentVAE`'s ``sampling``
 SAMPLINGS = ("deterministic", "stochastic")
+#: the keys of each entry of `BinaryLatentVAE`'s ``dense_initializers``
+INITIALIZER_KEYS = ("kernel_initializer", "bias_initializer")
+#: the decoder's hidden widths of a layer built with a decoder and ``decoder_units=None``
+DEFAULT_DECODER_UNITS = (1024,)
 
 
 def kl_to_fair_bernoulli(logits):
@@ -47,7 +51,8 @@ class BinaryLatentVAE(keras.layers.Layer):
       ``b = 2q − 1 = tanh(logits / 2)``, not binarised; in inference still ``sign(logits)``.
 
     Decoder: ``b → [Dense(u) → ReLU for u in decoder_units] → Dense(output_size)``, linear, reconstructing
-    the features.
+    the features. ``decoder=False`` builds the encoder alone, for a model that uses the codes without the
+    ELBO (UCSH-V): no decoder weights, and `reconstruct` and `elbo_terms` raise a ValueError.
 
     `elbo_terms` gives the negative ELBO of Eq. 1:
 
@@ -76,22 +81,34 @@ class BinaryLatentVAE(keras.layers.Layer):
     negative ELBO, ``loss`` here. The paper does not state the prior nor the decoder's likelihood; this layer
     takes a uniform Bernoulli(1/2) prior per bit and the Gaussian likelihood above.
 
-    Randomness: ``seed`` seeds the Dense initializers (the encoder's kernel with ``seed + 1``, the decoder's
-    ``i``-th Dense with ``seed + 2 + i``) and the sampling noise (``seed``), so that the noise stream does not
-    repeat an initializer's draws. A ``.keras`` file stores the seed, not the generator's state: a reloaded
-    layer restarts its random stream from the seed (as `StochasticBinary`).
+    Initialisation: by default Glorot-uniform kernels and zero biases (Keras's ``Dense`` default), the
+    kernels seeded from ``seed`` (the encoder's with ``seed + 1``, the decoder's ``i``-th Dense with
+    ``seed + 2 + i``, so that the sampling noise, seeded ``seed``, does not repeat an initializer's draws).
+    ``dense_initializers`` replaces them all, e.g. by a model that initialises every Dense layer of its head
+    its own way (`tfhash.models.Hasher.head_initializers`).
+
+    Randomness: ``seed`` seeds the default initializers (above) and the sampling noise. A ``.keras`` file
+    stores the seed, not the generator's state: a reloaded layer restarts its random stream from the seed (as
+    `StochasticBinary`).
 
     Args:
         num_bits: int >= 1, the code length K.
         output_size: int >= 1 or None, the width of the decoder's output (of the features it reconstructs);
-            None takes the input width when the layer is built.
-        decoder_units: sequence of ints >= 1, the widths of the decoder's hidden ReLU layers (empty: a linear
-            decoder).
+            None takes the input width when the layer is built. Must be None with ``decoder=False``.
+        decoder_units: None or a sequence of ints >= 1, the widths of the decoder's hidden ReLU layers (empty:
+            a linear decoder). None: ``(1024,)``. With ``decoder=False``: None or empty (widths of a decoder
+            the layer does not build are refused, as is an ``output_size``).
+        decoder: bool. False builds the encoder alone (see Decoder above).
         sampling: ``"deterministic"`` or ``"stochastic"``, how training codes are drawn (see above).
         relaxation: bool. If True, training codes are ``2q − 1`` (UCSH-R); ``sampling`` must then be
             ``"deterministic"``.
         kl_weight: float >= 0, the weight of ``kl`` in ``loss``.
-        seed: int >= 0 or None, seed of the initializers and of the sampling noise.
+        seed: int >= 0 or None, seed of the default initializers and of the sampling noise.
+        dense_initializers: None (the seeded defaults, see Initialisation) or a list with one dict
+            ``{"kernel_initializer": ..., "bias_initializer": ...}`` per Dense layer, in build order: the
+            encoder, the decoder's hidden layers, the decoder's output (the encoder's alone with
+            ``decoder=False``). Each value is a Keras initializer object, name or serialized configuration
+            (`keras.initializers.get`); the layers use them when they are built.
         **kwargs: standard `keras.layers.Layer` arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -121,6 +138,13 @@ class BinaryLatentVAE(keras.layers.Layer):
     >>> model.fit(features, epochs=20, batch_size=64)      # no targets: the loss is the layer's −ELBO
     >>> codes = model.predict(features)                    # ±1, sign(logits)
 
+    An encoder alone, with PyTorch's ``nn.Linear`` initialisation for 512 features (``U(±1/√512)``):
+
+    >>> bound = 1 / math.sqrt(512)
+    >>> hash_layer = BinaryLatentVAE(64, decoder=False, dense_initializers=[{
+    ...     "kernel_initializer": keras.initializers.RandomUniform(-bound, bound, seed=0),
+    ...     "bias_initializer": keras.initializers.RandomUniform(-bound, bound, seed=1)}])
+
     Reference:
         Zhang et al., "Unsupervised Hashing by Clustering and Separating" (UCSH): Sec. 2.2, the binary latent
         VAE and its ELBO with KL regularisation (Eq. 1); Sec. 2.4, the overall loss
@@ -132,23 +156,35 @@ class BinaryLatentVAE(keras.layers.Layer):
         self,
         num_bits,
         output_size=None,
-        decoder_units=(1024,),
+        decoder_units=None,
         sampling="deterministic",
         relaxation=False,
         kl_weight=1.0,
         seed=None,
+        decoder=True,
+        dense_initializers=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_bits = check_int(num_bits, "num_bits", minimum=1)
+        if not isinstance(decoder, bool):
+            raise ValueError(f"`decoder` must be a bool, got {decoder!r}.")
+        self.decoder = decoder
         self.output_size = check_int(output_size, "output_size", minimum=1, allow_none=True)
+        if decoder_units is None:
+            decoder_units = DEFAULT_DECODER_UNITS if decoder else ()
         if not isinstance(decoder_units, (list, tuple)):
             raise ValueError(
-                f"`decoder_units` must be a list or tuple of integers >= 1, got {decoder_units!r}."
+                f"`decoder_units` must be None or a list or tuple of integers >= 1, got {decoder_units!r}."
             )
         self.decoder_units = tuple(
             check_int(units, f"decoder_units[{i}]", minimum=1) for i, units in enumerate(decoder_units)
         )
+        if not decoder and (self.output_size is not None or self.decoder_units):
+            raise ValueError(
+                f"`output_size` (got {output_size!r}) and `decoder_units` (got {decoder_units!r}) describe "
+                "the decoder: with decoder=False they must be None (or decoder_units empty)."
+            )
         if not isinstance(sampling, str) or sampling not in SAMPLINGS:
             raise ValueError(
                 f"`sampling` must be one of {', '.join(map(repr, SAMPLINGS))}, got {sampling!r}."
@@ -164,6 +200,7 @@ class BinaryLatentVAE(keras.layers.Layer):
         self.relaxation = relaxation
         self.kl_weight = check_number(kl_weight, "kl_weight", minimum=0)
         self.seed = check_int(seed, "seed", minimum=0, allow_none=True)
+        self.dense_initializers = self._check_dense_initializers(dense_initializers)
         self.sign = SignSTE(dtype=self.dtype_policy, name="sign")
         self.sampler = None
         if sampling == "stochastic":
@@ -171,17 +208,48 @@ class BinaryLatentVAE(keras.layers.Layer):
                 stochastic=True, signed=True, seed=self.seed, dtype=self.dtype_policy, name="sampler"
             )
 
-    def _initializer(self, offset):
-        return keras.initializers.GlorotUniform(seed=None if self.seed is None else self.seed + offset)
+    def _check_dense_initializers(self, dense_initializers):
+        """``dense_initializers`` with every value resolved to an initializer; a ValueError naming it."""
+        if dense_initializers is None:
+            return None
+        layers = "the encoder"
+        expected = 1
+        if self.decoder:
+            layers += f", {len(self.decoder_units)} decoder hidden layer(s) and the decoder output"
+            expected += len(self.decoder_units) + 1
+        if not isinstance(dense_initializers, (list, tuple)) or len(dense_initializers) != expected:
+            raise ValueError(
+                f"`dense_initializers` must be None or a list with one dict per Dense layer, {expected} here "
+                f"({layers}), got {dense_initializers!r}."
+            )
+        resolved = []
+        for i, entry in enumerate(dense_initializers):
+            name = f"dense_initializers[{i}]"
+            if not isinstance(entry, dict) or set(entry) != set(INITIALIZER_KEYS):
+                raise ValueError(
+                    f"`{name}` must be a dict with the keys {', '.join(map(repr, INITIALIZER_KEYS))}, "
+                    f"got {entry!r}."
+                )
+            resolved.append({key: _initializer(entry[key], f"{name}['{key}']") for key in INITIALIZER_KEYS})
+        return resolved
+
+    def _dense_initializers(self, index):
+        """The ``Dense`` initializer arguments of the layer's ``index``-th Dense layer, in build order."""
+        if self.dense_initializers is not None:
+            return self.dense_initializers[index]
+        seed = None if self.seed is None else self.seed + 1 + index
+        return {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed)}
 
     def build(self, input_shape):
         input_size = int(input_shape[-1])
-        output_size = input_size if self.output_size is None else self.output_size
         self.encoder = keras.layers.Dense(
-            self.num_bits, kernel_initializer=self._initializer(1), dtype=self.dtype_policy, name="encoder"
+            self.num_bits, **self._dense_initializers(0), dtype=self.dtype_policy, name="encoder"
         )
         self.encoder.build((None, input_size))
         self.decoder_layers = []
+        if not self.decoder:
+            return
+        output_size = input_size if self.output_size is None else self.output_size
         width = self.num_bits
         sizes = (*self.decoder_units, output_size)
         for i, units in enumerate(sizes):
@@ -189,7 +257,7 @@ class BinaryLatentVAE(keras.layers.Layer):
             dense = keras.layers.Dense(
                 units,
                 activation=None if is_output else "relu",
-                kernel_initializer=self._initializer(2 + i),
+                **self._dense_initializers(1 + i),
                 dtype=self.dtype_policy,
                 name="decoder_output" if is_output else f"decoder_hidden_{i}",
             )
@@ -224,6 +292,8 @@ class BinaryLatentVAE(keras.layers.Layer):
 
     def reconstruct(self, codes, training=False):
         """The decoder's reconstruction of the features from codes, shape ``(batch, output_size)``."""
+        if not self.decoder:
+            raise ValueError(f"{self.name} has no decoder (decoder=False): it cannot `reconstruct` codes.")
         if not self.built:
             raise ValueError(
                 f"{self.name} is not built: call it on features (or build it) before `reconstruct`, so that "
@@ -247,7 +317,18 @@ class BinaryLatentVAE(keras.layers.Layer):
             A dict: ``"codes"`` (``b``, as ``call`` returns them), ``"probabilities"`` (``q``, float32), and
             the float32 scalars ``"reconstruction"``, ``"kl"`` and ``"loss"``
             (``= reconstruction + kl_weight · kl``).
+
+        Raises:
+            ValueError: the layer has no decoder (``decoder=False``). Without a reconstruction there is no
+                ELBO, and a dict of the KL alone, without ``"loss"``, would only fail later; the KL term is
+                ``mean(sum(kl_to_fair_bernoulli(layer.logits(x)), axis=-1))``.
         """
+        if not self.decoder:
+            raise ValueError(
+                f"{self.name} has no decoder (decoder=False), hence no reconstruction term and no ELBO: "
+                "`elbo_terms` needs decoder=True. The KL term alone is "
+                "`mean(sum(kl_to_fair_bernoulli(layer.logits(x)), axis=-1))`."
+            )
         inputs = tf.convert_to_tensor(inputs)
         logits = self.logits(inputs)
         codes = self.binarize(logits, training=training)
@@ -276,5 +357,21 @@ class BinaryLatentVAE(keras.layers.Layer):
             "relaxation": self.relaxation,
             "kl_weight": self.kl_weight,
             "seed": self.seed,
+            "decoder": self.decoder,
+            "dense_initializers": None if self.dense_initializers is None else [
+                {key: keras.initializers.serialize(initializer) for key, initializer in entry.items()}
+                for entry in self.dense_initializers
+            ],
         }
         return {**super().get_config(), **config}
+
+
+def _initializer(identifier, name):
+    """`keras.initializers.get(identifier)`; a ValueError naming `name` for anything else (None included)."""
+    try:
+        initializer = keras.initializers.get(identifier)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"`{name}` is not a Keras initializer: {identifier!r} ({error}).") from None
+    if initializer is None:
+        raise ValueError(f"`{name}` is not a Keras initializer: {identifier!r}.")
+    return initializer

@@ -9,6 +9,7 @@ _MODELS = {
     "cibhash": ("tfhash.models.cib_hasher", "CIBHasher"),
     "cimon": ("tfhash.models.cimon_hasher", "CIMONHasher"),
     "dsah": ("tfhash.models.dsah_hasher", "DSAHHasher"),
+    "ucsh": ("tfhash.models.ucsh_hasher", "UCSHHasher"),
     "hashgan": ("tfhash.models.hash_gan", "HashGAN"),
 }
 NAMES = tuple(_MODELS)
@@ -36,8 +37,8 @@ def get(name, **config):
 
     Args:
         name: one of `NAMES`: ``"bihalf"`` (`BiHalfHasher`), ``"greedyhash"`` (`GreedyHasher`), ``"cibhash"``
-            (`CIBHasher`), ``"cimon"`` (`CIMONHasher`), ``"dsah"`` (`DSAHHasher`) or ``"hashgan"``
-            (`HashGAN`).
+            (`CIBHasher`), ``"cimon"`` (`CIMONHasher`), ``"dsah"`` (`DSAHHasher`), ``"ucsh"``
+            (`UCSHHasher`) or ``"hashgan"`` (`HashGAN`).
         **config: the class's constructor arguments (``num_bits`` and, e.g., ``feature_size``, ``backbone``,
             ``hqt``, ``seed`` and the method's hyper-parameters: a recipe's ``[model]`` table).
 

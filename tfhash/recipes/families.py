@@ -193,7 +193,8 @@ class HasherFamily(Family):
                 f"{used['image_size']}."
             )
         head_only = {**used, "fine_tune": False}  # the backbone is built (and checked) with the data
-        self.build_model(head_only, bits, num_samples=8, feature_size=8, backbone=None, seed=0, where=where)
+        # as many samples as a small training set: a model may refuse fewer (UCSH: more clusters than samples)
+        self.build_model(head_only, bits, num_samples=1000, feature_size=8, backbone=None, seed=0, where=where)
 
     @staticmethod
     def build_model(used, bits, num_samples, feature_size, backbone, seed, where="the configuration"):
