@@ -14,6 +14,7 @@ from scipy.special import ndtr
 from sklearn.cluster import SpectralClustering
 
 from tfhash._validation import check_int
+from tfhash.supervision.similarity_threshold import unit_rows
 
 __all__ = ["CIMONPseudoSimilarity", "half_gaussian_confidence"]
 
@@ -150,27 +151,11 @@ class CIMONPseudoSimilarity:
 
     def fit(self, features):
         """Fits the pseudo-similarity to training features (n, D); returns self."""
-        x = np.asarray(features)
-        if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
+        unit = unit_rows(features)
+        if unit.shape[0] < self.num_clusters:
             raise ValueError(
-                f"`features` must be an (n, D) array with n >= 2 and D >= 1, got shape {x.shape}."
+                f"`features` has {unit.shape[0]} rows, fewer than num_clusters={self.num_clusters} clusters."
             )
-        if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-            raise ValueError(f"`features` must be real numbers, got dtype {x.dtype}.")
-        x = x.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise ValueError("`features` must be finite (found NaN or inf).")
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        if not (norms > 0).all():
-            raise ValueError(
-                f"`features` has {int((norms == 0).sum())} all-zero row(s): their cosine distances are "
-                "undefined."
-            )
-        if x.shape[0] < self.num_clusters:
-            raise ValueError(
-                f"`features` has {x.shape[0]} rows, fewer than num_clusters={self.num_clusters} clusters."
-            )
-        unit = x / norms
         histogram, mode, left_scale, right_scale = _distance_statistics(unit)
         if not (left_scale > 0 and right_scale > 0):
             raise ValueError(

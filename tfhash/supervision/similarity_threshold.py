@@ -50,7 +50,7 @@ def cosine_distances(features, pairs=None, block_size=_BLOCK_SIZE):
         Zhang et al., "Clustering and Separating Similarities for Deep Unsupervised Hashing" (UCSH), Sec. 2.3:
         the cosine distance d_ij between deep features, and S_ij = 1 − 2·d_ij (Eq. 2).
     """
-    unit = _unit_rows(features)
+    unit = unit_rows(features)
     pairs = None if pairs is None else _check_pairs(pairs, unit.shape[0])
     block_size = check_int(block_size, "block_size", minimum=1)
     blocks = _cosine_distance_blocks(unit, pairs, block_size)
@@ -178,7 +178,7 @@ def ucsh_similarity_threshold_from_features(
         2018.
     """
     histogram = _DistanceHistogram(bins, value_range)
-    unit = _unit_rows(features)
+    unit = unit_rows(features)
     max_pairs = check_int(max_pairs, "max_pairs", minimum=1, allow_none=True)
     seed = check_int(seed, "seed", minimum=0)
     block_size = check_int(block_size, "block_size", minimum=1)
@@ -313,8 +313,9 @@ def _sample_pairs(n, max_pairs, seed):
     return np.stack([first, second], axis=1)
 
 
-def _unit_rows(features):
-    """``features`` as L2-normalised float32 rows, after checking them; ValueErrors name ``features``."""
+def unit_rows(features):
+    """``features`` as L2-normalised float32 rows, after checking them (2-D with n >= 2, real, finite, no
+    all-zero row); ValueErrors name ``features``. Shared by the cosine-distance constructions (also CIMON's)."""
     x = np.asarray(features)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
         raise ValueError(f"`features` must be an (n, D) array with n >= 2 and D >= 1, got shape {x.shape}.")
