@@ -171,13 +171,13 @@ def summarize(record):
     rows = [row for row in record["rows"] if row["method"] != "cosine"]
     bits = sorted({row["bits"] for row in rows})
     methods = [m for m in (*DSAH_VARIANTS, *BASELINES) if any(row["method"] == m for row in rows)]
-    lines = ["| method | " + " | ".join(f"{b} bits mAP@5000 / P@100 / train s" for b in bits) + " | seeds |",
+    lines = ["| method | " + " | ".join(f"{b} bits mAP@5000 / P@100 / train s" for b in bits) + " | seeds per code length |",
              "|---|" + "---|" * (len(bits) + 1)]
     for method in methods:
-        cells, seeds = [], set()
+        cells, seeds = [], []
         for b in bits:
             chosen = [row for row in rows if row["method"] == method and row["bits"] == b]
-            seeds |= {row["seed"] for row in chosen}
+            seeds.append(str(len({row["seed"] for row in chosen})))
             if not chosen:
                 cells.append("—")
                 continue
@@ -185,7 +185,7 @@ def summarize(record):
                                                                               "train_seconds")}
             cells.append(f"{values['map@5000'].mean():.4f} ± {values['map@5000'].std():.4f} / "
                          f"{values['precision@100'].mean():.3f} / {values['train_seconds'].mean():.0f}")
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {len(seeds)} |")
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {' / '.join(seeds)} |")
     cosine = [row for row in record["rows"] if row["method"] == "cosine"]
     if cosine:
         lines.append(f"\nRaw features, cosine ranking: mAP@5000 {cosine[0]['map@5000']:.4f}, P@100 "

@@ -9,6 +9,8 @@ def test_every_name_gives_its_class():
         "greedyhash": models.GreedyHasher,
         "cibhash": models.CIBHasher,
         "cimon": models.CIMONHasher,
+        "dsah": models.DSAHHasher,
+        "ucsh": models.UCSHHasher,
         "hashgan": models.HashGAN,
     }
     assert models.NAMES == tuple(expected)
@@ -26,7 +28,7 @@ def test_get_builds_the_model_with_its_config():
 
 def test_unknown_name_lists_the_valid_ones():
     for name in ("bi_half", "BiHalfHasher", None):
-        with pytest.raises(ValueError, match="bihalf, greedyhash, cibhash, cimon, hashgan"):
+        with pytest.raises(ValueError, match="bihalf, greedyhash, cibhash, cimon, dsah, ucsh, hashgan"):
             models.get(name, num_bits=8)
 
 
