@@ -356,6 +356,7 @@ class BinaryAutoencoderHasher(keras.Model):
         return terms["codes"]
 
 
+@pytest.mark.slow  # a few hundred training steps (~4 s each case on 2 idle cores)
 @pytest.mark.parametrize(
     "kwargs", [{}, {"sampling": "stochastic", "kl_weight": 0.1}], ids=["defaults", "sampled"]
 )
