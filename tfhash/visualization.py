@@ -198,3 +198,36 @@ def plot_pr_curves(path, results, title):
     axes.legend(title="Hamming radius 0..K")
     write_atomically(path, lambda temporary: figure.savefig(temporary, format="png"))
     return str(path)
+
+
+def plot_search(path, objectives, name, title):
+    """A search's objective over its trials (failed or unfinished ones left out) and the best so far, as a PNG.
+
+    Args:
+        path: the PNG file to write (atomically, as `plot_pr_curves`).
+        objectives: sequence, the objective of each trial in trial order, None where a trial has none.
+        name: str, the objective's name (the y axis).
+        title: str, the figure's title.
+
+    Returns:
+        `path` as a str.
+
+    Example:
+
+    >>> plot_search("objective.png", [0.41, None, 0.45, 0.43], "val_map@1000", "bihalf search")  # doctest: +SKIP
+    'objective.png'
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.5, 4.0), dpi=100)
+    axes = figure.subplots()
+    trials = [(number, value) for number, value in enumerate(objectives, 1) if value is not None]
+    if trials:
+        numbers, values = zip(*trials)
+        axes.plot(numbers, values, "o", label="trial")
+        axes.step(numbers, np.maximum.accumulate(values), where="post", label="best so far")
+        axes.legend()
+    axes.set(xlabel="trial", ylabel=name, title=title)
+    axes.grid(alpha=0.3)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png"))
+    return str(path)

@@ -326,3 +326,26 @@ def test_rejects_feature_image_sets(backbone, tmp_path):
     features = ImageSet("features", RNG.normal(size=(40, 5)), np.arange(40) % 4)
     with pytest.raises(ValueError, match="`image_set`"):
         FeatureBank(backbone, features, protocol="p", train=TRAIN, directory=str(tmp_path))
+
+
+def test_select_serves_a_subset_of_the_held_features_without_extracting(backbone, tmp_path):
+    features = bank(backbone, tmp_path)
+    before = features.train.copy()
+    backbone.calls.assign(0)
+    chosen = features.select(train=[7, 12, 20], evaluation={"query": [23, 30], "database": [22, 25, 39]})
+    assert int(backbone.calls.numpy()) == 0
+    np.testing.assert_array_equal(chosen.train, features.train[:, :, [2, 7, 15]])
+    np.testing.assert_array_equal(chosen.evaluation["query"], features.evaluation["database"][[1, 8]])
+    np.testing.assert_array_equal(chosen.evaluation["database"], features.evaluation["database"][[0, 3, 17]])
+    np.testing.assert_array_equal(features.train, before)  # the source bank is unchanged
+    _, labels = first_batch(chosen.evaluation_dataset("query", 8))
+    np.testing.assert_array_equal(labels, POOL.labels[[23, 30]])
+    served = batches(chosen.training_dataset(batch_size=3, epochs=1, shuffle=False), epochs=1)[0]
+    np.testing.assert_array_equal(served[0][1], [0, 1, 2])
+    assert chosen.steps_per_epoch(3) == 1 and chosen.feature_size == features.feature_size
+    with pytest.raises(ValueError, match=r"`train`: 1 of the 2 images \(e.g. index 3\)"):
+        features.select(train=[3, 7])
+    with pytest.raises(ValueError, match=r"`evaluation\['query'\]`: no evaluation split"):
+        features.select(evaluation={"query": [0, 22]})  # one query and one database image
+    with pytest.raises(ValueError, match="no training split"):
+        bank(backbone, tmp_path, train=None).select(train=[7])

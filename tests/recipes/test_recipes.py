@@ -586,3 +586,29 @@ def test_only_tfhash_command_lines_filter_the_start_up_log():
     assert not runs_tfhash_command(["python", "train.py", "-m", "tfhash"])
     assert not runs_tfhash_command(["python", "-m", "pytest", "tests"])
     assert not runs_tfhash_command(["python", "-c", "import tfhash"])
+
+
+def test_supervision_features_are_the_first_view_or_the_clean_images(bank_dir):
+    family = runner.family_of(runner.load_config("hqt_bihalf"))
+    settings = runner.resolve(runner.load_config("hqt_bihalf"), "demo", {"image_size": 32})
+    settings.update(augment=["cimon_weak_view"], bank_views=1)
+    args = runner.build_parser("hqt_bihalf").parse_args(["--preset", "demo", "--bank-dir", bank_dir])
+    session = family.load(settings, args)
+    session.update(args=args, progress=0)
+    split = get_protocol("digits").split(session["pool"], seed=0)  # train = database
+    train = split.train[:40]
+    features = {}
+    for name, database, supervision in [("view", split.database[:60], "first_view"),
+                                        ("inside", split.database[:60], "clean"),
+                                        ("outside", split.database[100:160], "clean")]:
+        parts = {"train": train, "database": database, "query": split.query[:10]}
+        state = family.prepare(session, {**settings, "supervision_features": supervision}, split, parts, 0)
+        features[name] = state["train_features"]
+        assert set(state["bank"].evaluation) == {"query", "database"} and state["bank"].train.shape[2] == 40
+    backbone = session["backbone"]
+    images = np.concatenate([b["inputs"].numpy() for b in evaluation_dataset(session["pool"], train, 64,
+                                                                             image_size=32)])
+    clean = backbone(images, training=False).numpy()
+    np.testing.assert_allclose(features["inside"], clean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(features["outside"], clean, rtol=1e-4, atol=1e-5)
+    assert np.abs(features["view"] - clean).max() > 1e-2  # the augmented view is another image

@@ -5,6 +5,7 @@ Its datasets have the named elements of `tfhash.batches`, as the image pipelines
 data ``{"inputs": features, "labels": labels}``.
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -199,6 +200,47 @@ class FeatureBank:
             self.indices["train"] = _check_indices(image_set, train)
             extra = {"augment": configs[:1] if self.shared_views else configs, "views": views, "seed": seed}
             self.train = self._load_or_extract("train", self._key("train", self.indices["train"], extra))
+
+    def select(self, *, train=None, evaluation=None):
+        """A bank of some of the images this one holds, nothing extracted (e.g. a validation carve-out of the
+        training set, `tfhash.tuning`).
+
+        Args:
+            train: image-set indices, all in this bank's training split: the new training split (every stored
+                view and augmentation of each); None: no training split.
+            evaluation: dict, split name -> image-set indices, each set held whole by one evaluation split of
+                this bank: the new evaluation splits (e.g. ``{"query": ..., "database": ...}``).
+
+        Returns:
+            A `FeatureBank` sharing this one's backbone, settings and cache files, with those splits.
+
+        Raises:
+            ValueError: an index this bank does not hold where it is asked for.
+
+        Example:
+
+        >>> held_out = bank.select(train=rest, evaluation={"query": validation, "database": rest})  # doctest: +SKIP
+        """
+        chosen = copy.copy(self)
+        chosen.indices, chosen.evaluation, chosen.files, chosen.extracted, chosen.train = {}, {}, {}, [], None
+        if train is not None:
+            if self.train is None:
+                raise ValueError("`train`: this FeatureBank has no training split to select from.")
+            chosen.indices["train"] = _check_indices(self.image_set, train)
+            chosen.train = self.train[:, :, positions_of(chosen.indices["train"], self.indices["train"], "train")]
+            chosen.files["train"] = self.files["train"]
+        for split, indices in (evaluation or {}).items():
+            indices = _check_indices(self.image_set, indices)
+            source = next((name for name in self.evaluation if np.isin(indices, self.indices[name]).all()), None)
+            if source is None:
+                raise ValueError(
+                    f"`evaluation[{split!r}]`: no evaluation split of this FeatureBank ({sorted(self.evaluation)}) "
+                    "holds all of these images."
+                )
+            chosen.indices[split] = indices
+            chosen.evaluation[split] = self.evaluation[source][positions_of(indices, self.indices[source], split)]
+            chosen.files[split] = self.files[source]
+        return chosen
 
     @property
     def feature_size(self):
@@ -421,6 +463,23 @@ class FeatureBank:
             padding = tf.zeros([self.batch_size - count, *images.shape[1:]], images.dtype)
             images = tf.concat([images, padding], axis=0)
         return self._encode(images)[:count]
+
+
+def positions_of(indices, held, what="indices"):
+    """Where each of ``indices`` sits in ``held`` (int arrays of image-set indices, ``held`` without repeats).
+
+    Raises:
+        ValueError: an index not in ``held`` (the message names ``what``).
+    """
+    order = np.argsort(held, kind="stable")
+    found = np.searchsorted(held[order], indices).clip(0, max(len(held) - 1, 0))
+    missing = held[order][found] != indices if len(held) else np.ones(len(indices), bool)
+    if missing.any():
+        raise ValueError(
+            f"`{what}`: {int(missing.sum())} of the {len(indices)} images (e.g. index {indices[missing][0]}) are "
+            "not held here."
+        )
+    return order[found]
 
 
 def _augmentation_key(layer):

@@ -26,6 +26,7 @@ import tensorflow as tf
 from tfhash import backbones, metrics
 from tfhash import models as models_module
 from tfhash.data import FeatureBank, augment, evaluation_dataset, get_protocol, sources, training_dataset
+from tfhash.data.feature_bank import positions_of
 from tfhash.data.image_set import ImageSet
 from tfhash.metrics.report import as_json_float
 from tfhash.recipes import runner
@@ -107,6 +108,9 @@ class HasherFamily(Family):
         "schedule": (None, dict),  # {every_epochs = n, factor = f}: learning rate × f every n epochs
         "feature_dtype": ("float32", str),  # storage dtype of the feature bank
         "extraction_batch_size": (64, "int"),
+        # what the label-free supervision (HQT's trees, CIMON's pseudo-similarity, DSAH's W, UCSH's clusters) is
+        # built from: view 0 of the first augmentation, or the training images without augmentation
+        "supervision_features": ("first_view", str),
         "reported_map": ({}, dict),  # the paper's figures for this protocol, by code length
         "pseudo_similarity": ({}, dict),  # overrides of the top-level [pseudo_similarity] table (CIMON)
         "hqt": ({}, dict),  # overrides of the top-level [hqt] table
@@ -121,7 +125,7 @@ class HasherFamily(Family):
                          "fashion_mnist": "mnist-hashgan", "flickr25k": "flickr25k", "nuswide": "nuswide-21"}
 
     def choices(self):
-        return {**super().choices(), "backbone": backbones.NAMES}
+        return {**super().choices(), "backbone": backbones.NAMES, "supervision_features": ("first_view", "clean")}
 
     def check_table(self, table, where):
         names = augment.NAMES
@@ -264,25 +268,53 @@ class HasherFamily(Family):
         args, pool, backbone = session["args"], session["pool"], session["backbone"]
         views = tuple(augment.get(name, backbone.image_size) for name in settings["augment"])
         views = None if not views else views[0] if len(views) == 1 else views
+        evaluated = [part for part in ("query", "database") if part in parts]  # a search holds no queries
         state = {"parts": parts, "split": split, "augment": views,
-                 "labels": {part: pool.labels[parts[part]] for part in ("query", "database")}}
+                 "labels": {part: pool.labels[parts[part]] for part in evaluated}}
         bank_kwargs = dict(
             protocol=split.protocol, seed=seed, backbone_name=settings["backbone"], directory=args.bank_dir,
             batch_size=settings["extraction_batch_size"], dtype=settings["feature_dtype"],
             verbose=session["progress"],
         )
+        clean = settings["supervision_features"] == "clean"
         if settings["fine_tune"]:
             state["bank"] = None
-            first = views[0] if isinstance(views, tuple) else views
+            first = None if clean else views[0] if isinstance(views, tuple) else views
             bank = FeatureBank(backbone, pool, train=parts["train"], augment=first, **bank_kwargs)
+            self.check_features(bank, settings)
+            state["train_features"] = bank.train[0, 0]
         else:
+            evaluation = {part: parts[part] for part in evaluated}
+            # The clean training features: the database's when it holds the training images (the protocols'
+            # rule), else a split of their own.
+            inside = "database" in parts and np.isin(parts["train"], parts["database"]).all()
+            if clean and not inside:
+                evaluation["supervision"] = parts["train"]
             bank = state["bank"] = FeatureBank(
-                backbone, pool, train=parts["train"], evaluation={"query": parts["query"], "database":
-                parts["database"]}, augment=views, views=settings["bank_views"], **bank_kwargs
+                backbone, pool, train=parts["train"], evaluation=evaluation, augment=views,
+                views=settings["bank_views"], **bank_kwargs
             )
-        self.check_features(bank, settings)
-        state["train_features"] = bank.train[0, 0]  # view 0 of the first augmentation: the supervision's
+            self.check_features(bank, settings)
+            if not clean:
+                state["train_features"] = bank.train[0, 0]  # view 0 of the first augmentation
+            elif inside:
+                state["train_features"] = bank.evaluation["database"][positions_of(parts["train"], parts["database"])]
+            else:
+                state["train_features"] = bank.evaluation.pop("supervision")
         return state
+
+    def restrict(self, session, state, split):
+        """``state`` (`prepare` with the training and database images) for ``split``, whose images it already
+        holds: a validation carve-out of the training set (`tfhash.tuning`); nothing is extracted."""
+        parts = {"query": split.query, "train": split.train, "database": split.database}
+        bank = state["bank"]
+        return {
+            **state, "parts": parts, "split": split,
+            "bank": None if bank is None else bank.select(
+                train=split.train, evaluation={"query": split.query, "database": split.database}),
+            "train_features": state["train_features"][positions_of(split.train, state["parts"]["train"], "train")],
+            "labels": {part: session["pool"].labels[parts[part]] for part in ("query", "database")},
+        }
 
     @staticmethod
     def check_features(bank, settings):
@@ -297,51 +329,58 @@ class HasherFamily(Family):
                 "delete the file to recompute it.",
             )
 
-    def train_and_evaluate(self, session, state, used, bits, seed):
-        """Builds, trains and evaluates the model of one code length; returns ``(model, figures)``."""
+    def build(self, session, state, used, bits, seed):
+        """The compiled model of one code length, seeded (each code length fine-tunes its own copy of the
+        pretrained backbone, not the previous one's)."""
         keras.utils.set_random_seed(seed)
-        parts, bank, verbose = state["parts"], state["bank"], session["verbose"]
+        parts, bank = state["parts"], state["bank"]
         backbone = session["backbone"]
         if used["fine_tune"] and session["backbone_trained"]:
-            # Each code length fine-tunes its own copy of the pretrained backbone, not the previous one's.
             backbone = self.build_backbone(used)
         session["backbone_trained"] = used["fine_tune"]
         model = self.build_model(
             used, bits, len(parts["train"]), None if bank is None else bank.feature_size, backbone, seed
         )
+        model.compile(optimizer=runner.build_optimizer(used, len(parts["train"]) // used["batch_size"]),
+                      jit_compile=session["jit"])
+        return model
+
+    def train_and_evaluate(self, session, state, used, bits, seed, model=None, callbacks=()):
+        """Trains and evaluates the model of one code length (``model``: one from `build`; None builds it),
+        with ``callbacks`` besides the supervision refreshers; returns ``(model, figures)``."""
+        if model is None:
+            model = self.build(session, state, used, bits, seed)
+        parts, bank, verbose = state["parts"], state["bank"], session["verbose"]
+        image_size = session["backbone"].image_size
         batch_size = used["batch_size"]
         # drop_remainder: the Bi-half layer ranks within the batch, and a last batch of one sample would break it.
         if bank is not None:
             train = bank.training_dataset(batch_size, epochs=used["epochs"], seed=seed, drop_remainder=True)
             query, database = (bank.evaluation_dataset(part, 256) for part in ("query", "database"))
         else:
-            size = backbone.image_size
             train = training_dataset(
                 session["pool"], parts["train"], batch_size, epochs=used["epochs"], augment=state["augment"],
-                seed=seed, drop_remainder=True, image_size=size,
+                seed=seed, drop_remainder=True, image_size=image_size,
             )
-            query, database = (evaluation_dataset(session["pool"], parts[part], 64, image_size=size)
+            query, database = (evaluation_dataset(session["pool"], parts[part], 64, image_size=image_size)
                                for part in ("query", "database"))
-        model.compile(optimizer=runner.build_optimizer(used, len(parts["train"]) // batch_size),
-                      jit_compile=session["jit"])
         # A refresher that encodes the training set between epochs (DSAH's AND) reads the images when the
         # backbone is fine-tuned; the training labels only feed its log (the quality of the supervision).
         inputs = None if bank is not None else evaluation_dataset(
-            session["pool"], parts["train"], 64, image_size=backbone.image_size)
+            session["pool"], parts["train"], 64, image_size=image_size)
         refreshers = model.supervision_refreshers(
             state["train_features"], verbose=int(bool(verbose)), inputs=inputs,
             labels=session["pool"].labels[parts["train"]],
         )
         row, _ = runner.fit_and_evaluate(
-            model, train, query, database, state["labels"], used, state["split"], verbose, refreshers,
-            steps_per_epoch=len(parts["train"]) // batch_size,
+            model, train, query, database, state["labels"], used, state["split"], verbose,
+            [*refreshers, *callbacks], steps_per_epoch=len(parts["train"]) // batch_size,
         )
         supervision = [entry for refresher in refreshers for entry in getattr(refresher, "log", [])]
         if supervision:
             row["supervision_log"] = supervision
         row["reported_map"] = used["reported_map"].get(str(bits))
         row["config"] = used
-        session["last_backbone"] = backbone
         return model, row
 
     def outputs(self, session, model, used, bits):
@@ -450,12 +489,16 @@ class GANFamily(Family):
     def prepare(self, session, settings, split, parts, seed):
         return {"parts": parts, "split": split}
 
-    def train_and_evaluate(self, session, state, used, bits, seed):
-        """Trains one HashGAN (one run, one code length) and returns ``(model, figures)``."""
+    def restrict(self, session, state, split):
+        """The state of ``split``, a validation carve-out of the training set (`tfhash.tuning`)."""
+        return {"parts": {"query": split.query, "train": split.train, "database": split.database}, "split": split}
+
+    def build(self, session, state, used, bits, seed):
+        """One HashGAN (one run, one code length), compiled with the paper's optimizers and initialised from a
+        seeded batch of training images (weight normalisation's data-dependent initialisation)."""
         keras.utils.set_random_seed(seed)
-        pool, parts, channels = session["pool"], state["parts"], session["channels"]
-        batch_size, epochs = used["batch_size"], used["epochs"]
-        steps = epochs * (len(parts["train"]) // batch_size)
+        pool, parts = session["pool"], state["parts"]
+        steps = used["epochs"] * (len(parts["train"]) // used["batch_size"])
         model = models_module.get(used["method"], num_bits=bits, hash_warmup_steps=int(used["warmup_fraction"] *
                                   steps), seed=seed, **used["model"])
         model.compile(d_optimizer=model.paper_optimizer(steps), g_optimizer=model.paper_optimizer(steps),
@@ -463,6 +506,15 @@ class GANFamily(Family):
         rng = np.random.default_rng([seed, 7])
         init = rng.choice(parts["train"], min(used["init_batch_size"], len(parts["train"])), replace=False)
         model.initialize_from_batch(pool.samples[np.sort(init)])
+        return model
+
+    def train_and_evaluate(self, session, state, used, bits, seed, model=None, callbacks=()):
+        """Trains one HashGAN (``model``: one from `build`; None builds it) with ``callbacks`` and returns
+        ``(model, figures)``."""
+        if model is None:
+            model = self.build(session, state, used, bits, seed)
+        pool, parts, channels = session["pool"], state["parts"], session["channels"]
+        batch_size, epochs = used["batch_size"], used["epochs"]
         train = training_dataset(
             pool, parts["train"], batch_size, epochs=epochs, seed=seed, drop_remainder=True, channels=channels
         )
@@ -470,7 +522,7 @@ class GANFamily(Family):
                            for part in ("query", "database"))
         labels = {part: pool.labels[parts[part]] for part in ("query", "database")}
         row, db_codes = runner.fit_and_evaluate(
-            model, train, query, database, labels, used, state["split"], session["verbose"],
+            model, train, query, database, labels, used, state["split"], session["verbose"], callbacks,
             steps_per_epoch=len(parts["train"]) // batch_size,
         )
         clustering = metrics.kmeans_code_clustering(db_codes, labels["database"], seed=seed)

@@ -127,13 +127,24 @@ def load_config(source, recipe=None):
     ('bihalf', ['augment', 'backbone', 'bank_views'])
     """
     path = Path(source) if str(source).endswith(".toml") else config_path(source)
+    return check_config(read_toml(path), path, recipe)
+
+
+def read_toml(path):
+    """The content of the TOML file ``path`` (dict); a missing or invalid file is a `RecipeError`."""
     try:
         with open(path, "rb") as handle:
-            config = tomllib.load(handle)
+            return tomllib.load(handle)
     except FileNotFoundError:
         raise RecipeError(f"Configuration file {str(path)!r} does not exist.") from None
     except tomllib.TOMLDecodeError as error:
         raise RecipeError(f"Configuration file {str(path)!r} is not valid TOML: {error}.") from None
+
+
+def check_config(config, path, recipe=None):
+    """`load_config`'s checks of a configuration already read (``config``, from file ``path``): a copy of it,
+    with ``"path"`` added (`tfhash.tuning` checks each trial's configuration with it)."""
+    config = copy.deepcopy(config)
     where = f"configuration {str(path)!r}"
     family = family_of(config, where)
     valid = TOP_LEVEL_KEYS | set(family.tables)
@@ -151,7 +162,7 @@ def load_config(source, recipe=None):
         unknown = sorted(set(config.get(table, {})) - set(defaults)) if defaults else []
         if unknown:
             raise RecipeError(f"{where} [{table}]: unknown keys {unknown}; valid: {sorted(defaults)}.")
-    if recipe is not None and str(source) != recipe:
+    if recipe is not None and Path(path).resolve() != config_path(recipe).resolve():
         own = load_config(recipe)
         optional = [name for name, (_, absent) in family.tables.items() if absent is None]  # e.g. [hqt]
 
