@@ -335,3 +335,11 @@ def test_paper_optimizer_decays_linearly_from_9e_4_to_3e_4():
     rates = [float(schedule(step)) for step in (0, 50, 100, 200)]
     np.testing.assert_allclose(rates, [9e-4, 6e-4, 3e-4, 3e-4], rtol=1e-5)
     assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.5, 0.999, 1e-8)
+
+
+def test_paper_optimizer_takes_another_initial_rate_and_keeps_the_decay_to_a_third():
+    schedule = HashGAN.paper_optimizer(100, 3e-3)._learning_rate
+    np.testing.assert_allclose([float(schedule(step)) for step in (0, 50, 100)], [3e-3, 2e-3, 1e-3], rtol=1e-5)
+    for rate in (0.0, -1e-3, "fast"):
+        with pytest.raises(ValueError, match="learning_rate"):
+            HashGAN.paper_optimizer(100, rate)

@@ -214,3 +214,17 @@ def test_hyperband_trains_each_trial_for_its_budget_from_scratch(search_config, 
     config = tomllib.loads((tmp_path / "bihalf_demo_8bits" / "best.toml").read_text())
     best = max(rows, key=lambda row: float(row["val_map@all"]))
     assert config["demo"]["epochs"] == int(best["epochs"])
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_the_hashgan_search_configuration_runs_on_a_small_mnist_slice(shared_data, tmp_path):
+    config = Path(__file__).resolve().parents[2] / "benchmarks" / "searches" / "hashgan_mnist.toml"
+    written = tune.main(["hashgan_mnist", "--config", str(config), "--bits", "8", "--tuner", "random", "--trials",
+                         "1", "--validation-size", "20", "--directory", str(tmp_path), "--data-dir",
+                         str(shared_data), "--limit", "300", "--epochs", "1"])
+    (row,) = read_rows(tmp_path / "hashgan_mnist_paper_8bits" / "trials.csv")
+    assert row["status"] == "COMPLETED" and 0 < float(row["val_map@all"]) <= 1
+    config = tomllib.loads((tmp_path / "hashgan_mnist_paper_8bits" / "best.toml").read_text())
+    assert config["paper"]["learning_rate"] == pytest.approx(float(row["paper.learning_rate"]))
+    assert written["best"]["trial"] == row["trial"]

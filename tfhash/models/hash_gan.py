@@ -232,11 +232,16 @@ class HashGAN(HashingModel):
     # --- training -----------------------------------------------------------------------------------------
 
     @staticmethod
-    def paper_optimizer(total_steps):
-        """The paper's Adam (β1 0.5, β2 0.999, ε 1e-8), lr 9e-4 → 3e-4 linearly over ``total_steps``."""
+    def paper_optimizer(total_steps, learning_rate=_LEARNING_RATE):
+        """The paper's Adam (β1 0.5, β2 0.999, ε 1e-8), its rate falling linearly over ``total_steps`` to a third
+        of ``learning_rate`` (the paper's 9e-4 → 3e-4)."""
         total_steps = check_int(total_steps, "total_steps", minimum=1)
+        learning_rate = check_number(learning_rate, "learning_rate", minimum=0.0)
+        if learning_rate == 0:
+            raise ValueError("`learning_rate` must be > 0, got 0.")
         schedule = keras.optimizers.schedules.PolynomialDecay(
-            _LEARNING_RATE, total_steps, end_learning_rate=_FINAL_LEARNING_RATE, power=1.0
+            learning_rate, total_steps, end_learning_rate=learning_rate * _FINAL_LEARNING_RATE / _LEARNING_RATE,
+            power=1.0,
         )
         return keras.optimizers.Adam(schedule, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
 

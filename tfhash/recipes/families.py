@@ -49,6 +49,11 @@ def _positive_int_or_none(value):
     return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
 
 
+def _positive_number(value):
+    """a number > 0"""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 def _fraction(value):
     """a number in [0, 1)"""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
@@ -444,6 +449,7 @@ class GANFamily(Family):
     keys = {
         "precision_at": ([1000], "ints"),
         "warmup_fraction": (0.1, _fraction),  # share of the steps with the hash and l2 losses off (paper §4)
+        "learning_rate": (9e-4, _positive_number),  # Adam's initial rate, falling linearly to a third (paper §4)
         "init_batch_size": (500, "int"),  # images of the weight-norm data-dependent initialisation
         "grid": ([10, 10], "ints"),  # generated-image figure: rows (binary inputs) x columns (uniform noises)
         "reported": ({}, dict),  # the paper's figures by code length: {map, map@1000, precision@1000}
@@ -501,7 +507,8 @@ class GANFamily(Family):
         steps = used["epochs"] * (len(parts["train"]) // used["batch_size"])
         model = models_module.get(used["method"], num_bits=bits, hash_warmup_steps=int(used["warmup_fraction"] *
                                   steps), seed=seed, **used["model"])
-        model.compile(d_optimizer=model.paper_optimizer(steps), g_optimizer=model.paper_optimizer(steps),
+        rate = used["learning_rate"]
+        model.compile(d_optimizer=model.paper_optimizer(steps, rate), g_optimizer=model.paper_optimizer(steps, rate),
                       jit_compile=session["jit"])
         rng = np.random.default_rng([seed, 7])
         init = rng.choice(parts["train"], min(used["init_batch_size"], len(parts["train"])), replace=False)

@@ -164,7 +164,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
 
     def _data(self, used):
         """The session (dataset, backbone) and the carve-out's state for ``used``, loaded once each."""
-        session_key = tuple(repr(used[key]) for key in SESSION_KEYS)
+        session_key = tuple(repr(used.get(key)) for key in SESSION_KEYS)
         if session_key not in self._sessions:
             keras.utils.set_random_seed(self.seed)
             session = self.family.load(used, self.args)
@@ -174,7 +174,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
                            output=None, recipe=self.recipe)
             self._sessions[session_key] = session
         session = self._sessions[session_key]
-        state_key = tuple(repr(used[key]) for key in STATE_KEYS)
+        state_key = tuple(repr(used.get(key)) for key in STATE_KEYS)
         if state_key not in self._states:
             protocol = get_protocol(used["protocol"])
             split = protocol.split(session["pool"], seed=self.seed)
