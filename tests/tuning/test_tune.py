@@ -228,3 +228,21 @@ def test_the_hashgan_search_configuration_runs_on_a_small_mnist_slice(shared_dat
     config = tomllib.loads((tmp_path / "hashgan_mnist_paper_8bits" / "best.toml").read_text())
     assert config["paper"]["learning_rate"] == pytest.approx(float(row["paper.learning_rate"]))
     assert written["best"]["trial"] == row["trial"]
+
+
+def test_a_trial_runs_the_models_refreshers_on_its_own_training_images(tmp_path, bank_dir, monkeypatch):
+    from tfhash.callbacks import HQTPseudoBits
+
+    text = runner.config_path("hqt_bihalf").read_text().replace("alpha = 0.5", "alpha = { choice = [0.3] }", 1)
+    config = tmp_path / "hqt.toml"
+    config.write_text(text)
+    refreshed = []
+    refresh = HQTPseudoBits.refresh
+    monkeypatch.setattr(HQTPseudoBits, "refresh", lambda self, model, epoch: refreshed.append(
+        (len(self.features), model.hqt.alpha)) or refresh(self, model, epoch))
+    hypermodel = RecipeHyperModel("hqt_bihalf", config, preset="demo", bits=8,
+                                  recipe_flags=RECIPE_FLAGS + ["--bank-dir", bank_dir])
+    hp = keras_tuner.HyperParameters()
+    hypermodel.fit(hp, hypermodel.build(hp))
+    # The trees grow on the 180 training images of the trial (200 minus the 20 validation queries).
+    assert refreshed == [(180, 0.3)]
