@@ -89,6 +89,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="CIFAR-10 as the searches read it (their feature bank's key)")
     parser.add_argument("--bank-dir", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--trials", type=int, default=12, help="the trials each search runs (default 12)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--summary", action="store_true", help="print the table of --output and stop")
     args = parser.parse_args(argv)
@@ -102,10 +103,11 @@ def main(argv=None):
         return
     for recipe, bits in SEARCHES:
         folder = Path(args.searches) / f"{recipe}_paper_{bits}bits"
-        if not (folder / "best.toml").is_file():
-            print(f"{folder}: no finished search yet; skipped.")
+        # best.toml is rewritten after every trial: evaluate a winner only once its search has run every trial.
+        best, trials = best_validation(folder) if (folder / "best.toml").is_file() else (None, 0)
+        if trials < args.trials:
+            print(f"{folder}: {trials} of {args.trials} trials finished; skipped.")
             continue
-        best, trials = best_validation(folder)
         record["searches"][f"{recipe}_{bits}"] = {
             "best_validation": float(best["val_map@all"]), "trials": trials, "best_trial": best["trial"],
             "values": {k: v for k, v in best.items() if "." in k},
