@@ -230,6 +230,7 @@ def test_the_hashgan_search_configuration_runs_on_a_small_mnist_slice(shared_dat
     assert written["best"]["trial"] == row["trial"]
 
 
+@pytest.mark.slow
 def test_a_trial_runs_the_models_refreshers_on_its_own_training_images(tmp_path, bank_dir, monkeypatch):
     from tfhash.callbacks import HQTPseudoBits
 
