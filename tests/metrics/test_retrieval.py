@@ -51,6 +51,16 @@ def test_hamming_distance_matches_bit_count_for_signed_and_packed_codes():
     np.testing.assert_array_equal(hamming_distance(pack_codes(query), pack_codes(database)).numpy(), expected)
 
 
+def test_hamming_distance_over_several_words_and_packed_padding():
+    # 130 bits: three 64-bit words, the last one mostly padding; packed, 17 bytes of which 6 padding bits.
+    rng = np.random.default_rng(1)
+    query, database = random_codes(rng, 5, 130), random_codes(rng, 7, 130)
+    expected = reference.hamming(query, database)
+    np.testing.assert_array_equal(hamming_distance(query, database).numpy(), expected)
+    np.testing.assert_array_equal(hamming_distance(pack_codes(query), pack_codes(database)).numpy(), expected)
+    np.testing.assert_array_equal(hamming_distance(query > 0, database > 0).numpy(), expected)
+
+
 def test_hamming_distance_hand_worked():
     np.testing.assert_array_equal(
         hamming_distance([[1, -1, 1]], [[1, 1, 1], [-1, 1, -1], [1, -1, 1]]).numpy(), [[1, 3, 0]]
@@ -87,6 +97,130 @@ def test_stable_ranks_ties_by_database_index_hand_worked():
     codes = np.ones((4, 2))
     ap = average_precision(codes[:1], codes, [1], [0, 1, 1, 0], ties="stable").numpy()
     np.testing.assert_allclose(ap, [(1 / 2 + 2 / 3) / 2])
+
+
+def test_stable_top_k_cut_inside_a_tied_group():
+    # 3 bits over 200 items: groups of ~25–75 tied items, so every cut below falls strictly inside a group.
+    rng = np.random.default_rng(21)
+    problem = clustered_problem(rng, 12, 200, 3, classes=3, flip=0.3)
+    distances = np.sort(reference.hamming(problem[0], problem[1]), axis=1)
+    for top_k in [7, 60, 123, 199]:
+        assert np.any(distances[:, top_k - 1] == distances[:, top_k]), "the cut must split a tied group"
+        np.testing.assert_allclose(
+            average_precision(*problem, top_k=top_k, ties="stable").numpy(),
+            reference.stable_average_precision(*problem, top_k=top_k),
+            atol=1e-12,
+            err_msg=f"top_k={top_k}",
+        )
+
+
+def test_stable_cut_inside_a_group_hand_worked():
+    # 5 items tie at distance 0, item 5 is at distance 2; relevant: items 1, 3 and 5. The top 2 (items 0, 1)
+    # hold one relevant item at rank 2; the top 4 add item 3 at rank 4; all: item 5 at rank 6.
+    database = np.array([[1, 1]] * 5 + [[-1, -1]])
+    labels = [0, 1, 0, 1, 0, 1]
+    for top_k, expected in [(1, 0.0), (2, 1 / 2), (4, (1 / 2 + 2 / 4) / 2), (None, (1 / 2 + 2 / 4 + 3 / 6) / 3)]:
+        ap = average_precision([[1, 1]], database, [1], labels, top_k=top_k, ties="stable").numpy()
+        np.testing.assert_allclose(ap, [expected], atol=1e-15, err_msg=f"top_k={top_k}")
+
+
+def several_words_problem(rng):
+    # 100 bits (two 64-bit words) and 70 classes (two label words), some relevant only through label 66.
+    query, database = random_codes(rng, 20, 100), random_codes(rng, 90, 100)
+    query_labels = (rng.random((20, 70)) < 0.03).astype(np.int64)
+    db_labels = (rng.random((90, 70)) < 0.03).astype(np.int64)
+    query_labels[1:, 66], db_labels[::3, 66] = 1, 1
+    return query, database, query_labels, db_labels
+
+
+@pytest.mark.parametrize("top_k", [5, 64, None])
+def test_stable_ap_over_several_code_and_label_words(top_k):
+    problem = several_words_problem(np.random.default_rng(22))
+    result = average_precision(*problem, top_k=top_k, ties="stable").numpy()
+    np.testing.assert_allclose(result, reference.stable_average_precision(*problem, top_k=top_k), atol=1e-12)
+    packed_codes = pack_codes(problem[0]), pack_codes(problem[1])
+    packed = average_precision(*packed_codes, *problem[2:], top_k=top_k, ties="stable")
+    np.testing.assert_array_equal(packed.numpy(), result)
+
+
+def test_histograms_over_several_code_and_label_words():
+    query, database, query_labels, db_labels = several_words_problem(np.random.default_rng(22))
+    distances, rel = reference.hamming(query, database), reference.relevance(query_labels, db_labels)
+    for codes in [(query, database), (pack_codes(query), pack_codes(database))]:
+        counts, relevant = distance_histograms(*codes, query_labels, db_labels)
+        for d in range(counts.shape[1]):
+            np.testing.assert_array_equal(counts.numpy()[:, d], (distances == d).sum(1))
+            np.testing.assert_array_equal(relevant.numpy()[:, d], ((distances == d) & rel).sum(1))
+
+
+@pytest.mark.parametrize("top_k", [1, 13, None])
+def test_stable_ap_of_packed_codes_matches_the_reference(top_k):
+    rng = np.random.default_rng(23)
+    query, database, query_labels, db_labels = clustered_problem(rng, 17, 80, 16)
+    packed = average_precision(
+        pack_codes(query), pack_codes(database), query_labels, db_labels, top_k=top_k, ties="stable"
+    )
+    expected = reference.stable_average_precision(query, database, query_labels, db_labels, top_k=top_k)
+    np.testing.assert_allclose(packed.numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("top_k", [3, 40, None])
+def test_stable_blocks_that_do_not_divide_the_queries(top_k):
+    # 31 queries in blocks of 4 (the last one holding 3), multi-label: the same values as the reference.
+    rng = np.random.default_rng(24)
+    problem = multi_label_problem(rng, 31, 60, 5)
+    expected = reference.stable_average_precision(*problem, top_k=top_k)
+    for block in [4, 30, 31, 1000]:
+        np.testing.assert_allclose(
+            average_precision(*problem, top_k=top_k, ties="stable", query_block_size=block).numpy(),
+            expected,
+            atol=1e-12,
+            err_msg=f"block={block}",
+        )
+
+
+@pytest.mark.parametrize("top_k", [4, None])
+def test_stable_ranking_by_row_parts_including_empty_ones(monkeypatch, top_k):
+    # Blocks are ranked in row parts run concurrently (one per CPU core); 9 parts of 7 rows leave some empty.
+    from tfhash.metrics import retrieval
+
+    problem = clustered_problem(np.random.default_rng(28), 7, 50, 6)
+    expected = reference.stable_average_precision(*problem, top_k=top_k)
+    for parts in [1, 3, 9]:
+        monkeypatch.setattr(retrieval, "_PARTS", parts)
+        np.testing.assert_allclose(
+            average_precision(*problem, top_k=top_k, ties="stable").numpy(), expected, atol=1e-12, err_msg=f"{parts}"
+        )
+
+
+@pytest.mark.parametrize("ties", ["average", "stable"])
+def test_top_k_of_the_whole_database_or_more(ties):
+    rng = np.random.default_rng(25)
+    problem = clustered_problem(rng, 9, 33, 4)
+    everything = average_precision(*problem, ties=ties).numpy()
+    for top_k in [33, 34, 500]:
+        np.testing.assert_array_equal(average_precision(*problem, top_k=top_k, ties=ties).numpy(), everything)
+    if ties == "stable":
+        np.testing.assert_allclose(everything, reference.stable_average_precision(*problem), atol=1e-12)
+
+
+def test_differently_sized_calls_trace_once():
+    # Issue: "5 out of the last 11 calls to <function _stable_hits> triggered tf.function retracing". Each traced
+    # function is traced once per code length and label form, whatever the numbers of queries and database
+    # items, the top k, the block size and the number of rank cut-offs.
+    from tfhash.metrics import hamming, retrieval
+
+    rng = np.random.default_rng(26)
+    for num_queries, num_db, block in [(3, 20, None), (11, 37, 4), (26, 50, None), (7, 64, 3)]:
+        single_label = clustered_problem(rng, num_queries, num_db, 11)
+        for problem in [single_label, multi_label_problem(rng, num_queries, num_db, 11)]:
+            for top_k, ties in [(None, "average"), (num_db // 2, "stable"), (None, "stable")]:
+                average_precision(*problem, top_k=top_k, ties=ties, query_block_size=block)
+            precision_recall_by_rank(*problem, list(range(1, num_queries % 4 + 2)), ties="stable")
+            hamming_distance(problem[0], problem[1])
+    functions = [hamming._hamming, *retrieval._TRACED.values()]
+    assert len(functions) >= 8  # keys with / without distances × label forms, histograms, top and full ranking
+    assert [function.experimental_get_tracing_count() for function in functions] == [1] * len(functions)
 
 
 # ------------------------------------------------------------------------------------------ average tie rule
@@ -203,6 +337,20 @@ def test_precision_recall_by_rank_stable_matches_reference():
     np.testing.assert_allclose(
         precision_at_n(query, database, query_labels, db_labels, n=10, ties="stable").numpy(), precision.numpy()[1]
     )
+
+
+def test_precision_recall_by_rank_stable_unsorted_repeated_ranks_multi_label():
+    rng = np.random.default_rng(27)
+    query, database, query_labels, db_labels = multi_label_problem(rng, 14, 70, 3)
+    distances, rel = reference.hamming(query, database), reference.relevance(query_labels, db_labels)
+    ranks = [70, 5, 1, 5, 33]
+    hits = np.array([[rel[q][reference.stable_ranking(distances[q])][:n].sum() for n in ranks] for q in range(14)])
+    totals = rel.sum(1, keepdims=True)
+    precision, recall = precision_recall_by_rank(
+        query, database, query_labels, db_labels, ranks, ties="stable", query_block_size=4
+    )
+    np.testing.assert_allclose(precision.numpy(), (hits / np.array(ranks)).mean(0), atol=1e-12)
+    np.testing.assert_allclose(recall.numpy(), np.where(totals > 0, hits / np.maximum(totals, 1), 0).mean(0))
 
 
 @pytest.mark.parametrize("problem_index", [0, 4])

@@ -17,122 +17,226 @@ the top k (``top_k=None`` means the whole database); a query with no relevant it
 mean. Unlike the field's released scripts, nothing depends on an unstable argsort, and ``top_k=None`` keeps the
 last database item.
 
-Memory: queries are processed in blocks of ``query_block_size`` rows (by default ⌊2²⁴ / n_db⌋, at least 1), so the
-(block × n_db) matrices hold at most 2²⁴ elements whatever the number of queries. Peak extra memory is then about
-50 bytes × 2²⁴ ≈ 0.8 GB for ``ties="stable"`` with ``top_k=None`` (which ranks every item) and about 0.3–0.55 GB
-otherwise, plus the unpacked database codes (4 bytes × n_db × K): measured 0.29–0.76 GB on CIFAR-10- and
-NUS-WIDE-sized problems (benchmarks/README.md). A smaller ``query_block_size`` lowers it proportionally.
+Computation and memory: codes are packed 64 bits to an int64 word, and queries are processed in blocks of
+``query_block_size`` rows (by default ⌊2²⁵ / n_db⌋, at least 1). Per block, one fused XLA pass (XOR, population
+count, label overlap) writes each pair's histogram bin, and one bincount gives the per-distance counts, from which
+``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`), of every
+item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. The (block × n_db) matrices
+hold at most 2²⁵ elements whatever the number of queries: peak extra memory measured 0.38–0.50 GB, and 0.73–0.87
+GB for ``ties="stable"`` with ``top_k=None``, on CIFAR-10- and NUS-WIDE-sized problems
+(benchmarks/retrieval_metrics.py); a smaller ``query_block_size`` lowers it proportionally. Each function is
+traced once per code length and label form, whatever the sizes; XLA compiles the fused pass once per new block
+shape (about 0.1 s).
 """
+
+import functools
+import os
 
 import tensorflow as tf
 
 from tfhash._validation import check_int
 from tfhash.metrics._inputs import TIE_RULES, as_code_pair, as_label_pair, check_ties
+from tfhash.metrics.hamming import packed_words, word_hamming
 
-_BLOCK_ELEMENTS = 2**24
+_BLOCK_ELEMENTS = 2**25
+_WORDS = tf.TensorSpec([None, None], tf.int64)
+_MATRIX = tf.TensorSpec([None, None], tf.int32)
+_VECTOR = tf.TensorSpec([None], tf.int32)
+_TRACED = {}
+# Row ranges of a block ranked concurrently (see `_by_parts`); one where the GPU ranks.
+_PARTS = 1 if tf.config.list_physical_devices("GPU") else min(os.cpu_count() or 1, 16)
 
 
-@tf.function(reduce_retracing=True)
-def _ranking_keys(query, database, query_labels, db_labels):
-    """2·Hamming distance + relevance (0/1) for every (query, database item) pair, as int32 (b, n_db).
+def _traced_once(graph, specs, jit_compile=False, **static):
+    """`graph` as a tf.function of tensors shaped as `specs` (sizes left unknown), one per value of its Python
+    arguments `static`: calls of every size share one trace, so there is no retracing (XLA still compiles a new
+    shape once, without tracing)."""
+    key = (graph, specs, jit_compile, tuple(sorted(static.items())))
+    if key not in _TRACED:
+        _TRACED[key] = tf.function(functools.partial(graph, **static), input_signature=specs, jit_compile=jit_compile)
+    return _TRACED[key]
 
-    K − q·b equals 2·distance exactly for ±1 codes, so distance and relevance share one fused elementwise pass.
+
+def _pair_keys(query_words, db_words, query_labels, db_labels, num_bins, with_distances):
+    """Histogram bin of every (query, database item) pair, int32 (b, n_db): 2(K + 1)·row + 2·distance + relevant.
+
+    One fused XLA pass over packed codes, writing only int32 (and, with `with_distances`, the distances too, for
+    the stable ranking). Relevant: equal class ids, or a common bit in packed multi-hot words. The key is 2-D: a
+    flat output makes XLA's loop several times slower, and TF reshapes it for free.
     """
+    distances = word_hamming(query_words, db_words)
     if query_labels.shape.rank == 2:
-        relevant = tf.matmul(query_labels, db_labels, transpose_b=True) > 0.0
+        shared = tf.bitwise.bitwise_and(query_labels[:, None, :], db_labels[None, :, :])
+        relevant = tf.reduce_any(shared != 0, axis=2)
     else:
         relevant = tf.equal(query_labels[:, None], db_labels[None, :])
-    twice_distance = tf.cast(tf.shape(query)[1], tf.float32) - tf.matmul(query, database, transpose_b=True)
-    return tf.cast(twice_distance + tf.cast(relevant, tf.float32), tf.int32)
+    row_bins = tf.range(tf.shape(distances)[0])[:, None] * (2 * num_bins)
+    keys = row_bins + 2 * distances + tf.cast(relevant, tf.int32)
+    return (keys, distances) if with_distances else keys
 
 
-@tf.function(reduce_retracing=True)
-def _histograms(keys, num_bins):
-    """Items and relevant items per (query, distance): one bincount over (row, distance, relevance) keys."""
+def _bin_counts(keys, num_bins):
+    """Items and relevant items per (query, distance), int32 (b, K + 1) each: one bincount of the pair keys."""
     rows = tf.shape(keys)[0]
-    size = rows * num_bins * 2
-    flat = tf.reshape(keys + tf.range(rows)[:, None] * (2 * num_bins), [-1])
-    counts = tf.reshape(tf.math.bincount(flat, minlength=size, maxlength=size), [rows, num_bins, 2])
+    # The raw op skips tf.math.bincount's extra pass for the maximum.
+    counts = tf.raw_ops.Bincount(
+        arr=tf.reshape(keys, [-1]), size=rows * 2 * num_bins, weights=tf.zeros([0], tf.int32)
+    )
+    counts = tf.reshape(counts, [rows, num_bins, 2])
     return counts[..., 0] + counts[..., 1], counts[..., 1]
 
 
-@tf.function
-def _stable_hits(keys, num_bins, ranks):
-    """Stable ranking (by distance, then database index) of each query's top max(ranks) ≤ n_db items, summarised.
+def _group_offsets(values):
+    """Per (distance, row) group, distance-major: the row's count before the group, minus the group's start in
+    the distance-major concatenation of all groups, plus 1. Adding an item's place in that concatenation gives
+    its 1-based place in its row."""
+    before_in_row = tf.reshape(tf.transpose(tf.cumsum(values, axis=1, exclusive=True)), [-1])
+    return before_in_row - tf.cumsum(tf.reshape(tf.transpose(values), [-1]), exclusive=True) + 1
 
-    Returns per query: AP@max(ranks), the relevant items within each rank cut-off (rows, len(ranks)), and the
-    relevant items in the whole database.
 
-    A counting sort instead of a comparison sort (TF's top_k is several times slower): dynamic_partition keeps
-    each partition in input order, so stable-partitioning row-major items by distance and then by row ranks each
-    row by (distance, database index) in O(n). For a top shorter than the database, only the candidates at or
-    below the distance where rank max(ranks) falls (read off the histogram) are ranked.
+def _stable_summary(keys, distances, counts, relevant, first_row, ranks, num_bins):
+    """AP@ranks[-1] and the relevant items within each rank of `ranks` (sorted), under the stable ranking.
+
+    Args:
+        keys, distances: pair keys and distances of the items to rank, flat in row-major order (database order
+            within a row); every item ranked before any of them in its row must be among them.
+        counts, relevant: (rows, K + 1) counts of those items, and of the relevant ones, per distance.
+        first_row: the block row of the first of these rows (the keys hold block rows).
+
+    A counting sort instead of a comparison sort (TF's sort is ~20× slower here): dynamic_partition keeps each
+    partition in input order, so one stable partition by distance puts the items in (distance, row, database
+    index) order, where each (row, distance) group is contiguous and in stable order. An item's rank is then its
+    place in that order plus a per-group offset from the histogram; only relevant items are followed further.
     """
-    rows, num_db = keys.shape
-    depth = max(ranks)
-    total = tf.reduce_sum(tf.cast(tf.bitwise.bitwise_and(keys, 1), tf.float64), axis=1)
-    if depth < num_db:
-        counts, _ = _histograms(keys, num_bins)
-        cut_distance = tf.argmax(tf.cumsum(counts, axis=1) >= depth, axis=1, output_type=tf.int32)
-        candidates = tf.where(tf.bitwise.right_shift(keys, 1) <= cut_distance[:, None])  # row-major
-        row = tf.cast(candidates[:, 0], tf.int32)
-        keys = tf.gather_nd(keys, candidates)
-    else:
-        row = tf.reshape(tf.broadcast_to(tf.range(rows)[:, None], [rows, num_db]), [-1])
-        keys = tf.reshape(keys, [-1])
-    # Two stable passes (LSD radix): by distance, then by row, give the order (row, distance, database index).
-    payload = row * 2 + tf.bitwise.bitwise_and(keys, 1)  # row and relevance travel together
-    by_distance = tf.concat(tf.dynamic_partition(payload, tf.bitwise.right_shift(keys, 1), num_bins), axis=0)
-    ranked = tf.concat(tf.dynamic_partition(by_distance, tf.bitwise.right_shift(by_distance, 1), rows), axis=0)
+    rows = tf.shape(counts)[0]
+    stride = 2 * num_bins
+    ranked = tf.concat(tf.dynamic_partition(keys, distances, num_bins), axis=0)
+    position = tf.cast(tf.where(tf.bitwise.bitwise_and(ranked, 1) == 1)[:, 0], tf.int32)
+    relevant_keys = tf.gather(ranked, position)
+    block_row = relevant_keys // stride
+    row = block_row - first_row
+    group = tf.bitwise.right_shift(relevant_keys - block_row * stride, 1) * rows + row
+    rank = position + tf.gather(_group_offsets(counts), group)
+    hits = tf.range(tf.shape(position)[0]) + tf.gather(_group_offsets(relevant), group)
 
-    # Positions and running hit counts, for the relevant items only.
-    row_start = tf.cumsum(tf.math.bincount(row, minlength=rows, maxlength=rows), exclusive=True)
-    relevant_at = tf.cast(tf.where(tf.bitwise.bitwise_and(ranked, 1) == 1)[:, 0], tf.int32)
-    relevant_row = tf.bitwise.right_shift(tf.gather(ranked, relevant_at), 1)
-    position = relevant_at - tf.gather(row_start, relevant_row) + 1
-    relevant_start = tf.cumsum(tf.math.bincount(relevant_row, minlength=rows, maxlength=rows), exclusive=True)
-    hits = tf.range(tf.shape(relevant_at)[0]) - tf.gather(relevant_start, relevant_row) + 1
+    depth = ranks[-1]
+    precision = tf.cast(hits, tf.float64) / tf.cast(rank, tf.float64)
+    precision_sum = tf.math.unsorted_segment_sum(tf.where(rank <= depth, precision, 0.0), row, rows)
+    # Relevant items within each cut-off: count each at the first cut-off it falls within, then accumulate.
+    num_ranks = tf.shape(ranks)[0]
+    first_cutoff = tf.searchsorted(ranks, rank, side="left")
+    per_cutoff = tf.raw_ops.Bincount(
+        arr=row * (num_ranks + 1) + first_cutoff, size=rows * (num_ranks + 1), weights=tf.zeros([0], tf.int32)
+    )
+    hits_at = tf.cast(tf.cumsum(tf.reshape(per_cutoff, [rows, num_ranks + 1])[:, :-1], axis=1), tf.float64)
+    return tf.math.divide_no_nan(precision_sum, hits_at[:, -1]), hits_at
 
-    def in_top(rank, values):
-        return tf.math.unsorted_segment_sum(tf.where(position <= rank, values, 0.0), relevant_row, rows)
 
-    precision_sum = in_top(depth, tf.cast(hits, tf.float64) / tf.cast(position, tf.float64))
-    hits_at = tf.stack([in_top(rank, tf.ones_like(position, tf.float64)) for rank in ranks], axis=1)
-    return tf.math.divide_no_nan(precision_sum, hits_at[:, ranks.index(depth)]), hits_at, total
+def _by_parts(rows, parts, summary):
+    """Concatenated summary(first row, end row) over `parts` near-equal row ranges (empty where rows < parts).
+
+    The ranges are independent subgraphs, which TF runs concurrently: dynamic_partition and where are
+    single-threaded CPU kernels (two parts measured 1.3–1.8× faster than one on 2 cores).
+    """
+    bounds = [rows * part // parts for part in range(parts + 1)]
+    summaries = [summary(start, stop) for start, stop in zip(bounds, bounds[1:])]
+    return [tf.concat(columns, axis=0) for columns in zip(*summaries)]
+
+
+def _stable_all(keys, distances, ranks, num_bins, parts):
+    """(AP, relevant items within each rank, relevant items in all) of the stable ranking of the whole database."""
+    counts, relevant = _bin_counts(keys, num_bins)
+
+    def summary(start, stop):
+        flat_keys, flat_distances = tf.reshape(keys[start:stop], [-1]), tf.reshape(distances[start:stop], [-1])
+        return _stable_summary(
+            flat_keys, flat_distances, counts[start:stop], relevant[start:stop], start, ranks, num_bins
+        )
+
+    ap, hits_at = _by_parts(tf.shape(keys)[0], parts, summary)
+    return ap, hits_at, tf.reduce_sum(tf.cast(relevant, tf.float64), axis=1)
+
+
+# XLA: about 3× faster than TF's broadcasting comparison.
+_at_most = tf.function(
+    lambda keys, limits: keys <= limits[:, None], input_signature=(_MATRIX, _VECTOR), jit_compile=True
+)
+
+
+def _stable_top(keys, ranks, num_bins, parts):
+    """As `_stable_all` for each row's top ranks[-1] < n_db, ranking only the candidates: the items at or below
+    the distance where that rank falls (read off the histogram)."""
+    counts, relevant = _bin_counts(keys, num_bins)
+    rows, stride = tf.shape(keys)[0], 2 * num_bins
+    cut = tf.argmax(tf.cumsum(counts, axis=1) >= ranks[-1], axis=1, output_type=tf.int32)
+    # distance ≤ cut ⟺ key ≤ row·stride + 2·cut + 1
+    candidate = _at_most(keys, tf.range(rows) * stride + 2 * cut + 1)
+    kept = tf.range(num_bins)[None, :] <= cut[:, None]
+
+    def summary(start, stop):
+        part_keys = tf.reshape(keys[start:stop], [-1])
+        candidate_keys = tf.gather(part_keys, tf.where(tf.reshape(candidate[start:stop], [-1]))[:, 0])
+        distances = tf.bitwise.right_shift(candidate_keys % stride, 1)
+        part_counts, part_relevant = (tf.where(kept[start:stop], v[start:stop], 0) for v in (counts, relevant))
+        return _stable_summary(candidate_keys, distances, part_counts, part_relevant, start, ranks, num_bins)
+
+    ap, hits_at = _by_parts(rows, parts, summary)
+    return ap, hits_at, tf.reduce_sum(tf.cast(relevant, tf.float64), axis=1)
 
 
 class _Retrieval:
-    """Validated codes and labels of one query / database pair, evaluated block by block."""
+    """Validated codes and labels of one query / database pair, packed into int64 words, evaluated by blocks."""
 
     def __init__(self, query_codes, db_codes, query_labels, db_labels, query_block_size):
-        self.query, self.database = as_code_pair(query_codes, db_codes)
-        self.num_queries, self.num_db = self.query.shape[0], self.database.shape[0]
-        self.num_bins = self.query.shape[1] + 1
-        self.query_labels, self.db_labels, _ = as_label_pair(
+        query, database = as_code_pair(query_codes, db_codes)
+        self.num_queries, self.num_db = query.shape[0], database.shape[0]
+        self.num_bins = query.shape[1] + 1
+        self.query_words, self.db_words = packed_words(query > 0), packed_words(database > 0)
+        self.query_labels, self.db_labels, multi_label = as_label_pair(
             query_labels, db_labels, self.num_queries, self.num_db
         )
+        if multi_label:
+            self.query_labels, self.db_labels = packed_words(self.query_labels > 0), packed_words(self.db_labels > 0)
+        self.multi_label = multi_label
         check_int(query_block_size, "query_block_size", minimum=1, allow_none=True)
         self.block_size = query_block_size
 
-    def map_blocks(self, fn):
-        """Applies fn(ranking keys (b, n_db)) per block of queries; concatenates the rows."""
-        # Caps both the (block × n_db) matrices and the (block × 2(K + 1)) histogram bins at 2²⁴ elements.
+    def map_blocks(self, fn, with_distances=False):
+        """Applies fn(pair keys (b, n_db)[, distances (b, n_db)]) per block of queries; concatenates the rows."""
+        # Caps both the (block × n_db) matrices and the (block × 2(K + 1)) histogram bins at 2²⁵ elements.
         block = self.block_size or max(1, _BLOCK_ELEMENTS // max(self.num_db, 2 * self.num_bins))
+        labels = _WORDS if self.multi_label else _VECTOR
+        pair_keys = _traced_once(
+            _pair_keys,
+            (_WORDS, _WORDS, labels, labels),
+            jit_compile=True,
+            num_bins=self.num_bins,
+            with_distances=with_distances,
+        )
         outputs = []
         for start in range(0, self.num_queries, block):
             stop = min(start + block, self.num_queries)
-            keys = _ranking_keys(
-                self.query[start:stop], self.database, self.query_labels[start:stop], self.db_labels
+            keys = pair_keys(
+                self.query_words[start:stop], self.db_words, self.query_labels[start:stop], self.db_labels
             )
-            outputs.append(fn(keys))
+            outputs.append(fn(*keys) if with_distances else fn(keys))
         return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outputs)
 
     def histograms(self):
-        return self.map_blocks(lambda keys: _histograms(keys, self.num_bins))
+        return self.map_blocks(_traced_once(_bin_counts, (_MATRIX,), num_bins=self.num_bins))
 
     def stable_hits(self, ranks):
         """(AP@max(ranks), relevant items within each rank, relevant items in all) per query, stable ties."""
-        return self.map_blocks(lambda keys: _stable_hits(keys, self.num_bins, tuple(ranks)))
+        ordered = sorted(set(ranks))
+        cutoffs = tf.constant(ordered, tf.int32)
+        if ordered[-1] < self.num_db:
+            top = _traced_once(_stable_top, (_MATRIX, _VECTOR), num_bins=self.num_bins, parts=_PARTS)
+            summary = self.map_blocks(lambda keys: top(keys, cutoffs))
+        else:
+            ranked = _traced_once(_stable_all, (_MATRIX, _MATRIX, _VECTOR), num_bins=self.num_bins, parts=_PARTS)
+            summary = self.map_blocks(lambda keys, distances: ranked(keys, distances, cutoffs), with_distances=True)
+        ap, hits_at, totals = summary
+        return ap, tf.gather(hits_at, [ordered.index(rank) for rank in ranks], axis=1), totals
 
 
 def distance_histograms(query_codes, db_codes, query_labels, db_labels, query_block_size=None):
@@ -143,7 +247,7 @@ def distance_histograms(query_codes, db_codes, query_labels, db_labels, query_bl
     Args:
         query_codes, db_codes: ±1 codes (n, K) or packed uint8 codes, as for `hamming_distance`.
         query_labels, db_labels: class ids (n,) or multi-hot matrices (n, classes).
-        query_block_size: queries per block (bounds memory); None picks ⌊2²⁴ / n_db⌋.
+        query_block_size: queries per block (bounds memory); None picks ⌊2²⁵ / n_db⌋.
 
     Returns:
         (counts, relevant_counts): int32 tensors (n_query, K + 1); column d counts items at distance d.
@@ -253,7 +357,7 @@ def average_precision(
         top_k: rank cut-off k of AP@k; None (or ≥ n_db) ranks the whole database (mAP@all).
         ties: "average" (expected AP over all orders of tied items, closed form) or "stable" (ties ranked by
             database index).
-        query_block_size: queries evaluated together; None picks ⌊2²⁴ / n_db⌋ (bounds peak memory).
+        query_block_size: queries evaluated together; None picks ⌊2²⁵ / n_db⌋ (bounds peak memory).
 
     Returns:
         float64 tensor (n_query,).
