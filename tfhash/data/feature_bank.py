@@ -285,27 +285,37 @@ class FeatureBank:
             raise ValueError("This FeatureBank has no training features: build it with `train` indices.")
         seed = _check_seed(self.seed if seed is None else seed)
         features = tf.constant(self.train)
-        views = self.views
+        count, views = features.shape[2], self.views
         base_seed = fold_seed(tf.constant([seed, 0], tf.int64), VIEW_SAMPLING_STREAM)
 
-        def pick(key, count):
-            return tf.random.stateless_uniform([], key, minval=0, maxval=count, dtype=tf.int64)
+        def draw(key, maxval):
+            return tf.random.stateless_uniform([count], key, minval=0, maxval=maxval, dtype=tf.int64)
 
-        def example(position, epoch):
-            key = fold_seed(fold_seed(base_seed, epoch), position)
-            first = pick(fold_seed(key, 0), views)
-            if not self.two_view:
-                return {INPUTS: tf.cast(features[0, first, position], tf.float32), SAMPLE_INDEX: position}
+        # Every sample's views of an epoch are drawn at once, indexed by position: a function of (seed, epoch,
+        # position) alone, whatever the order, the sharding or the epoch the run resumed at.
+        def epoch_batches(epoch):
+            key = fold_seed(base_seed, epoch)
+            first = draw(fold_seed(key, 0), views)
             if self.shared_views:  # a different view: shift by 1 .. views - 1
-                second, source = (first + 1 + pick(fold_seed(key, 1), views - 1)) % views, 0
-            else:
-                second, source = pick(fold_seed(key, 1), views), 1
-            pair = (features[0, first, position], features[source, second, position])
-            return {INPUTS: tuple(tf.cast(f, tf.float32) for f in pair), SAMPLE_INDEX: position}
+                second, source = (first + 1 + draw(fold_seed(key, 1), views - 1)) % views, 0
+            elif self.two_view:
+                second, source = draw(fold_seed(key, 1), views), 1
+
+            def gather(source, chosen, positions):
+                at = tf.stack([tf.gather(chosen, positions), positions], axis=1)
+                return tf.cast(tf.gather_nd(features[source], at), tf.float32)
+
+            def batch(positions):
+                if not self.two_view:
+                    return {INPUTS: gather(0, first, positions), SAMPLE_INDEX: positions}
+                pair = (gather(0, first, positions), gather(source, second, positions))
+                return {INPUTS: pair, SAMPLE_INDEX: positions}
+
+            return batch
 
         return _pipeline(
-            features.shape[2], example, batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
-            input_context=input_context, epochs=epochs, initial_epoch=initial_epoch,
+            count, None, batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
+            input_context=input_context, epochs=epochs, initial_epoch=initial_epoch, batch_example=epoch_batches,
         )
 
     def steps_per_epoch(self, batch_size, *, drop_remainder=False):
