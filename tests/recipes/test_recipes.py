@@ -473,7 +473,8 @@ def test_nan_loss_stops_training_with_the_code_length_and_epoch(tmp_path, bank_d
     with pytest.raises(runner.RecipeError) as raised:
         recipe_module("greedyhash").main(flags)
     message = str(raised.value)
-    assert message.startswith("8 bits: training diverged: ") and "at epoch 1, batch 1" in message
+    # On cached features a whole epoch is one execution (steps_per_execution): the batches are those of the first.
+    assert message.startswith("8 bits: training diverged: ") and "at epoch 1, in batches 1–" in message
     assert "loss" in message and "stays incomplete" in message and "learning" in message
     assert "input features" in message
     record = json.loads((output / "metrics.json").read_text())
@@ -493,6 +494,14 @@ def test_stop_on_non_finite_watches_every_logged_loss():
     assert model.stop_training
     assert stop.diverged == "adversarial, feature_matching became NaN or infinite at epoch 5, batch 2"
     assert isinstance(stop, keras.callbacks.TerminateOnNaN)
+
+    # Several steps per call: Keras reports the last batch of each execution; the message names them all.
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=4)
+    stop = runner.StopOnNonFinite()
+    stop.set_model(model)
+    stop.on_epoch_begin(0)
+    stop.on_batch_end(7, {"loss": np.nan})
+    assert stop.diverged == "loss became NaN or infinite at epoch 1, in batches 5–8"
 
 
 def test_check_finite_names_the_array_and_counts_in_slices():

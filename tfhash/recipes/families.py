@@ -346,8 +346,12 @@ class HasherFamily(Family):
         model = self.build_model(
             used, bits, len(parts["train"]), None if bank is None else bank.feature_size, backbone, seed
         )
-        model.compile(optimizer=runner.build_optimizer(used, len(parts["train"]) // used["batch_size"]),
-                      jit_compile=session["jit"])
+        steps = len(parts["train"]) // used["batch_size"]
+        # On cached features a step is a small head's: Keras's per-step overhead (a Python call, callbacks,
+        # logs) cost 2.2–2.7x the step itself (benchmarks/training_throughput.py); one call per epoch removes
+        # it. Images keep one step per call, which their cost dominates, and a per-batch progress bar.
+        model.compile(optimizer=runner.build_optimizer(used, steps), jit_compile=session["jit"],
+                      steps_per_execution=steps if bank is not None else 1)
         return model
 
     def train_and_evaluate(self, session, state, used, bits, seed, model=None, callbacks=()):

@@ -475,7 +475,10 @@ class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
     def on_batch_end(self, batch, logs=None):
         bad = sorted(name for name, value in (logs or {}).items() if _non_finite(value))
         if bad and self.diverged is None:
-            when = f"at epoch {self.epoch + 1}, batch {batch + 1}"
+            # Keras calls this once per execution of `steps_per_execution` steps, `batch` being its last.
+            steps = int(getattr(self.model, "steps_per_execution", 1) or 1)
+            batches = f"batch {batch + 1}" if steps == 1 else f"in batches {max(batch + 2 - steps, 1)}–{batch + 1}"
+            when = f"at epoch {self.epoch + 1}, {batches}"
             self.diverged = f"{', '.join(bad)} became NaN or infinite {when}"
             self.model.stop_training = True
 
