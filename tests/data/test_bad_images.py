@@ -1,6 +1,7 @@
 """Truncated, empty and non-image files (issue 12, item 10): named before use, or skipped on request."""
 
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -104,3 +105,25 @@ def test_feature_bank_names_a_file_that_fails_during_extraction(folder, tmp_path
     bad = [str(folder / name) for name in ("a/truncated.jpg", "b/empty.jpg", "b/garbage.jpg")]
     assert any(path in str(raised.value) for path in bad)
     assert not cache.exists() or os.listdir(cache) == []
+
+
+def test_feature_bank_keys_image_files_by_their_contents(folder, tmp_path):
+    # The cache key holds the files' contents, not their paths: the same images elsewhere hit the cache, and
+    # an image changed in place is extracted again.
+    for name in ("a/truncated.jpg", "b/empty.jpg", "b/garbage.jpg"):
+        (folder / name).unlink()
+    cache, model = str(tmp_path / "cache"), backbone()
+
+    def extracted(root):
+        pool = files_pool(root)
+        bank = FeatureBank(model, pool, protocol="p", evaluation={"database": np.arange(len(pool))},
+                           directory=cache, verbose=0)
+        return bank.extracted, bank.evaluation["database"]
+
+    assert extracted(folder)[0] == ["database"]
+    moved = tmp_path / "elsewhere" / "images"
+    shutil.copytree(folder, moved)
+    done, features = extracted(moved)
+    assert done == [] and features.shape == (4, 4)
+    (moved / "a" / "good.png").write_bytes(tf.io.encode_png(np.zeros((12, 12, 3), np.uint8)).numpy())
+    assert extracted(moved)[0] == ["database"]

@@ -5,6 +5,7 @@ Its datasets have the named elements of `tfhash.batches`, as the image pipelines
 data ``{"inputs": features, "labels": labels}``.
 """
 
+import concurrent.futures
 import copy
 import hashlib
 import json
@@ -35,7 +36,7 @@ from tfhash.data.pipelines import (
 from tfhash.data.sources.image_folder import decode_error, describe_bad_images, find_bad_images
 
 # Bump when the stored content or its meaning changes: old cache files are then simply not found.
-_FORMAT = 1
+_FORMAT = 2  # 2: image files keyed by their contents (1: by their paths)
 # Keys of an augmentation's serialized config that do not change its output in the pipelines: names, and the
 # layers' own seeds (the pipelines pass per-sample seeds).
 _IRRELEVANT_CONFIG_KEYS = ("name", "seed", "build_config")
@@ -59,9 +60,11 @@ class FeatureBank:
 
     Each array is one ``.npy`` file, named after a SHA-256 of its key, with the key beside it as ``.json``.
     The key holds everything that changes the features: dataset name, protocol, split, a fingerprint of the
-    selected samples (pixel bytes or file paths, not the files' content) and of their indices, backbone name
-    and a fingerprint of its weights, image size, decoded channels, storage dtype and, for the training split,
-    the augmentation configs (layer names and layer seeds aside), ``views`` and ``seed``. Any change
+    selected samples (pixel bytes, or the image files' contents, so that a moved or copied dataset hits and
+    an image changed in place misses; hashing CIFAR-10's 60,000 files takes about 1 s) and of their
+    indices, backbone name and a fingerprint of its weights, image size, decoded channels, storage dtype
+    and, for the training split, the augmentation configs (layer names and layer seeds aside), ``views`` and
+    ``seed``. Any change
     recomputes; evaluation features do not depend on the augmentation, ``views`` or ``seed``. Files are
     written to a temporary file and renamed (``os.replace``), so an interrupted extraction leaves no partial
     cache file. Image files that cannot be decoded (empty, truncated, not an image) are named in a ValueError
@@ -354,7 +357,9 @@ class FeatureBank:
         samples = self.image_set.samples[indices]
         digest = hashlib.sha256()
         if self.image_set.kind == "files":
-            digest.update("\0".join(samples.astype(str)).encode())
+            # The files' contents, not their paths: a moved or copied dataset hits, an edited file misses.
+            for file_digest in _file_digests(samples.astype(str)):
+                digest.update(file_digest)
         else:
             digest.update(np.ascontiguousarray(samples).tobytes())
         return {
@@ -490,6 +495,20 @@ def positions_of(indices, held, what="indices"):
             "not held here."
         )
     return order[found]
+
+
+def _file_digests(paths):
+    """SHA-256 digests of the files' contents, in order (read by threads: about 1 s for CIFAR-10's 60,000)."""
+
+    def digest(path):
+        try:
+            with open(path, "rb") as file:
+                return hashlib.sha256(file.read()).digest()
+        except OSError:  # named by find_bad_images before anything is extracted
+            return b"unreadable"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(digest, paths))
 
 
 def _augmentation_key(layer):
