@@ -157,3 +157,30 @@ def test_fit_refuses_epochs_that_are_not_the_streams(fit_kwargs, match):
     data, model = _stream_and_model(epochs=3)
     with pytest.raises(ValueError, match=match):
         model.fit(data, verbose=0, **fit_kwargs)
+
+
+def test_fit_refuses_a_steps_per_execution_that_does_not_divide_the_epoch():
+    data, model = _stream_and_model(epochs=3)  # 5 steps per epoch
+    model.compile(optimizer="sgd", steps_per_execution=2)
+    with pytest.raises(ValueError, match="steps_per_execution=2: it must divide the steps per epoch"):
+        model.fit(data, epochs=3, verbose=0)
+
+
+def test_one_execution_per_epoch_trains_as_one_step_per_call():
+    # The recipes compile a whole epoch per execution on cached features: the same weights and losses, each
+    # epoch's logs still one per epoch; predict then runs one batch per call (Keras would unroll 5 steps).
+    runs = []
+    for steps_per_execution in (1, 5):
+        data, model = _stream_and_model(epochs=3)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), steps_per_execution=steps_per_execution)
+        history = model.fit(data, epochs=3, verbose=0)
+        codes = model.predict(tf.data.Dataset.from_tensor_slices(features(24)).batch(4), verbose=0)
+        assert model.steps_per_execution == steps_per_execution
+        assert model.predict_function.experimental_get_tracing_count() == 1
+        runs.append((history.history["loss"], [w.numpy() for w in model.trainable_weights], codes))
+    (losses, weights, codes), (losses_k, weights_k, codes_k) = runs
+    assert len(losses_k) == 3
+    np.testing.assert_allclose(losses_k, losses, rtol=1e-5)
+    for w, w_k in zip(weights, weights_k):
+        np.testing.assert_allclose(w_k, w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(codes_k, codes)

@@ -89,6 +89,19 @@ class HashingModel(keras.Model):
     def predict_step(self, data):
         return self.encode(batches.inputs_of(data, type(self).__name__))
 
+    def predict(self, *args, **kwargs):
+        """`keras.Model.predict`, one batch per call whatever ``compile(steps_per_execution=...)`` says.
+
+        Keras unrolls predict's ``steps_per_execution`` in Python (a graph of k steps, traced again for the last,
+        shorter execution), where fit and evaluate loop in the graph: with a whole epoch per execution, as the
+        recipes compile on cached features, encoding would trace hundreds of steps for nothing.
+        """
+        steps_per_execution, self.steps_per_execution = self.steps_per_execution, 1
+        try:
+            return super().predict(*args, **kwargs)
+        finally:
+            self.steps_per_execution = steps_per_execution
+
     # --- loss trackers ------------------------------------------------------------------------------------
 
     def _create_trackers(self, names):
@@ -122,8 +135,9 @@ class HashingModel(keras.Model):
         `tfhash.data.training_dataset` and `FeatureBank.training_dataset` yield one stream over the epochs
         ``initial_epoch .. epochs - 1`` they were built for, which Keras reads right only with
         ``steps_per_epoch`` (else it takes the whole stream as the first epoch). On such a stream ``fit`` sets
-        it, and refuses ``epochs`` / ``initial_epoch`` / ``steps_per_epoch`` that differ from the stream's
-        (they would train on other epochs' batches).
+        it, and refuses ``epochs`` / ``initial_epoch`` / ``steps_per_epoch`` that differ from the stream's, and a
+        ``steps_per_execution`` that does not divide its steps per epoch (they would train on other epochs'
+        batches).
 
         Raises:
             ValueError: the arguments do not match the stream, naming both.
@@ -143,6 +157,12 @@ class HashingModel(keras.Model):
                 raise ValueError(
                     f"{type(self).__name__}.fit(steps_per_epoch={arguments['steps_per_epoch']}) on a training "
                     f"stream of {steps} steps per epoch: leave steps_per_epoch out (it is taken from the stream)."
+                )
+            if steps % self.steps_per_execution:
+                raise ValueError(
+                    f"{type(self).__name__}.fit on a training stream of {steps} steps per epoch, compiled with "
+                    f"steps_per_execution={self.steps_per_execution}: it must divide the steps per epoch (an "
+                    "execution that crosses an epoch's end takes the next epoch's batches)."
                 )
             if "steps_per_epoch" not in arguments:
                 kwargs["steps_per_epoch"] = steps
