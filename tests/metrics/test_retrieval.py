@@ -180,16 +180,21 @@ def test_stable_blocks_that_do_not_divide_the_queries(top_k):
 
 
 @pytest.mark.parametrize("top_k", [4, None])
-def test_stable_ranking_by_row_parts_including_empty_ones(monkeypatch, top_k):
-    # Blocks are ranked in row parts run concurrently (one per CPU core); 9 parts of 7 rows leave some empty.
+@pytest.mark.parametrize("ties", ["average", "stable"])
+def test_blocks_evaluated_one_or_several_at_once_agree(monkeypatch, top_k, ties):
+    # The graph loop may evaluate up to one block per CPU core at once; blocks of 2 rows of 7 queries leave a
+    # short last block.
     from tfhash.metrics import retrieval
 
     problem = clustered_problem(np.random.default_rng(28), 7, 50, 6)
-    expected = reference.stable_average_precision(*problem, top_k=top_k)
-    for parts in [1, 3, 9]:
-        monkeypatch.setattr(retrieval, "_PARTS", parts)
-        np.testing.assert_allclose(
-            average_precision(*problem, top_k=top_k, ties="stable").numpy(), expected, atol=1e-12, err_msg=f"{parts}"
+    expected = average_precision(*problem, top_k=top_k, ties=ties, query_block_size=7).numpy()
+    if ties == "stable":
+        np.testing.assert_allclose(expected, reference.stable_average_precision(*problem, top_k=top_k), atol=1e-12)
+    for parallel in [1, 9]:
+        monkeypatch.setattr(retrieval, "_PARALLEL_BLOCKS", parallel)
+        monkeypatch.setattr(retrieval, "_TRACED", {})
+        np.testing.assert_array_equal(
+            average_precision(*problem, top_k=top_k, ties=ties, query_block_size=2).numpy(), expected, f"{parallel}"
         )
 
 

@@ -38,13 +38,14 @@ from tfhash._validation import check_int
 from tfhash.metrics._inputs import TIE_RULES, as_code_pair, as_label_pair, check_ties
 from tfhash.metrics.hamming import packed_words, word_hamming
 
-_BLOCK_ELEMENTS = 2**25
+_BLOCK_ELEMENTS = 2**20
 _WORDS = tf.TensorSpec([None, None], tf.int64)
 _MATRIX = tf.TensorSpec([None, None], tf.int32)
 _VECTOR = tf.TensorSpec([None], tf.int32)
+_SCALAR = tf.TensorSpec([], tf.int32)
 _TRACED = {}
-# Row ranges of a block ranked concurrently (see `_by_parts`); one where the GPU ranks.
-_PARTS = 1 if tf.config.list_physical_devices("GPU") else min(os.cpu_count() or 1, 16)
+# Query blocks the graph loop may evaluate at once (see `_blockwise`).
+_PARALLEL_BLOCKS = min(os.cpu_count() or 1, 16)
 
 
 def _traced_once(graph, specs, jit_compile=False, **static):
@@ -75,6 +76,43 @@ def _pair_keys(query_words, db_words, query_labels, db_labels, num_bins, with_di
     return (keys, distances) if with_distances else keys
 
 
+def _blockwise(
+    query_words, db_words, query_labels, db_labels, block, ranks, summary, num_bins, dtypes, with_distances
+):
+    """summary(pair keys[, distances], ranks, num_bins) of each block of `block` queries, each output's rows
+    concatenated over the blocks.
+
+    One graph loop over small blocks (2²⁰ pairs by default): each block's matrices stay in cache and the
+    allocator reuses their memory, where a block per eager call of 2²⁵ pairs measured 1.5–2.7× slower (the
+    fresh pages of every large buffer cost as much as the work). Up to `_PARALLEL_BLOCKS` blocks run at once:
+    the bincount's sibling kernels (dynamic_partition, where) are single-threaded.
+    """
+    labels = _WORDS if query_labels.shape.rank == 2 else _VECTOR
+    pair_keys = _traced_once(
+        _pair_keys,
+        (_WORDS, _WORDS, labels, labels),
+        jit_compile=True,
+        num_bins=num_bins,
+        with_distances=with_distances,
+    )
+    num_queries = tf.shape(query_words)[0]
+    steps = (num_queries + block - 1) // block
+
+    def body(step, *arrays):
+        start = step * block
+        stop = tf.minimum(start + block, num_queries)
+        keys = pair_keys(query_words[start:stop], db_words, query_labels[start:stop], db_labels)
+        keys = keys if with_distances else (keys,)
+        outputs = summary(*keys, ranks, num_bins)
+        return (step + 1,) + tuple(array.write(step, output) for array, output in zip(arrays, outputs))
+
+    arrays = tuple(tf.TensorArray(dtype, size=steps, infer_shape=False) for dtype in dtypes)
+    _, *arrays = tf.while_loop(
+        lambda step, *_: step < steps, body, (tf.constant(0), *arrays), parallel_iterations=_PARALLEL_BLOCKS
+    )
+    return tuple(array.concat() for array in arrays)
+
+
 def _bin_counts(keys, num_bins):
     """Items and relevant items per (query, distance), int32 (b, K + 1) each: one bincount of the pair keys."""
     rows = tf.shape(keys)[0]
@@ -86,6 +124,11 @@ def _bin_counts(keys, num_bins):
     return counts[..., 0] + counts[..., 1], counts[..., 1]
 
 
+def _histograms(keys, ranks, num_bins):
+    del ranks  # a summary of `_blockwise`: the counts need no rank cut-off
+    return _bin_counts(keys, num_bins)
+
+
 def _group_offsets(values):
     """Per (distance, row) group, distance-major: the row's count before the group, minus the group's start in
     the distance-major concatenation of all groups, plus 1. Adding an item's place in that concatenation gives
@@ -94,14 +137,13 @@ def _group_offsets(values):
     return before_in_row - tf.cumsum(tf.reshape(tf.transpose(values), [-1]), exclusive=True) + 1
 
 
-def _stable_summary(keys, distances, counts, relevant, first_row, ranks, num_bins):
+def _stable_summary(keys, distances, counts, relevant, ranks, num_bins):
     """AP@ranks[-1] and the relevant items within each rank of `ranks` (sorted), under the stable ranking.
 
     Args:
         keys, distances: pair keys and distances of the items to rank, flat in row-major order (database order
             within a row); every item ranked before any of them in its row must be among them.
         counts, relevant: (rows, K + 1) counts of those items, and of the relevant ones, per distance.
-        first_row: the block row of the first of these rows (the keys hold block rows).
 
     A counting sort instead of a comparison sort (TF's sort is ~20× slower here): dynamic_partition keeps each
     partition in input order, so one stable partition by distance puts the items in (distance, row, database
@@ -113,9 +155,8 @@ def _stable_summary(keys, distances, counts, relevant, first_row, ranks, num_bin
     ranked = tf.concat(tf.dynamic_partition(keys, distances, num_bins), axis=0)
     position = tf.cast(tf.where(tf.bitwise.bitwise_and(ranked, 1) == 1)[:, 0], tf.int32)
     relevant_keys = tf.gather(ranked, position)
-    block_row = relevant_keys // stride
-    row = block_row - first_row
-    group = tf.bitwise.right_shift(relevant_keys - block_row * stride, 1) * rows + row
+    row = relevant_keys // stride
+    group = tf.bitwise.right_shift(relevant_keys - row * stride, 1) * rows + row
     rank = position + tf.gather(_group_offsets(counts), group)
     hits = tf.range(tf.shape(position)[0]) + tf.gather(_group_offsets(relevant), group)
 
@@ -132,28 +173,12 @@ def _stable_summary(keys, distances, counts, relevant, first_row, ranks, num_bin
     return tf.math.divide_no_nan(precision_sum, hits_at[:, -1]), hits_at
 
 
-def _by_parts(rows, parts, summary):
-    """Concatenated summary(first row, end row) over `parts` near-equal row ranges (empty where rows < parts).
-
-    The ranges are independent subgraphs, which TF runs concurrently: dynamic_partition and where are
-    single-threaded CPU kernels (two parts measured 1.3–1.8× faster than one on 2 cores).
-    """
-    bounds = [rows * part // parts for part in range(parts + 1)]
-    summaries = [summary(start, stop) for start, stop in zip(bounds, bounds[1:])]
-    return [tf.concat(columns, axis=0) for columns in zip(*summaries)]
-
-
-def _stable_all(keys, distances, ranks, num_bins, parts):
+def _stable_all(keys, distances, ranks, num_bins):
     """(AP, relevant items within each rank, relevant items in all) of the stable ranking of the whole database."""
     counts, relevant = _bin_counts(keys, num_bins)
-
-    def summary(start, stop):
-        flat_keys, flat_distances = tf.reshape(keys[start:stop], [-1]), tf.reshape(distances[start:stop], [-1])
-        return _stable_summary(
-            flat_keys, flat_distances, counts[start:stop], relevant[start:stop], start, ranks, num_bins
-        )
-
-    ap, hits_at = _by_parts(tf.shape(keys)[0], parts, summary)
+    ap, hits_at = _stable_summary(
+        tf.reshape(keys, [-1]), tf.reshape(distances, [-1]), counts, relevant, ranks, num_bins
+    )
     return ap, hits_at, tf.reduce_sum(tf.cast(relevant, tf.float64), axis=1)
 
 
@@ -163,7 +188,7 @@ _at_most = tf.function(
 )
 
 
-def _stable_top(keys, ranks, num_bins, parts):
+def _stable_top(keys, ranks, num_bins):
     """As `_stable_all` for each row's top ranks[-1] < n_db, ranking only the candidates: the items at or below
     the distance where that rank falls (read off the histogram)."""
     counts, relevant = _bin_counts(keys, num_bins)
@@ -171,16 +196,12 @@ def _stable_top(keys, ranks, num_bins, parts):
     cut = tf.argmax(tf.cumsum(counts, axis=1) >= ranks[-1], axis=1, output_type=tf.int32)
     # distance ≤ cut ⟺ key ≤ row·stride + 2·cut + 1
     candidate = _at_most(keys, tf.range(rows) * stride + 2 * cut + 1)
+    candidate_keys = tf.gather(tf.reshape(keys, [-1]), tf.where(tf.reshape(candidate, [-1]))[:, 0])
+    distances = tf.bitwise.right_shift(candidate_keys % stride, 1)
     kept = tf.range(num_bins)[None, :] <= cut[:, None]
-
-    def summary(start, stop):
-        part_keys = tf.reshape(keys[start:stop], [-1])
-        candidate_keys = tf.gather(part_keys, tf.where(tf.reshape(candidate[start:stop], [-1]))[:, 0])
-        distances = tf.bitwise.right_shift(candidate_keys % stride, 1)
-        part_counts, part_relevant = (tf.where(kept[start:stop], v[start:stop], 0) for v in (counts, relevant))
-        return _stable_summary(candidate_keys, distances, part_counts, part_relevant, start, ranks, num_bins)
-
-    ap, hits_at = _by_parts(rows, parts, summary)
+    ap, hits_at = _stable_summary(
+        candidate_keys, distances, tf.where(kept, counts, 0), tf.where(kept, relevant, 0), ranks, num_bins
+    )
     return ap, hits_at, tf.reduce_sum(tf.cast(relevant, tf.float64), axis=1)
 
 
@@ -201,41 +222,36 @@ class _Retrieval:
         check_int(query_block_size, "query_block_size", minimum=1, allow_none=True)
         self.block_size = query_block_size
 
-    def map_blocks(self, fn, with_distances=False):
-        """Applies fn(pair keys (b, n_db)[, distances (b, n_db)]) per block of queries; concatenates the rows."""
-        # Caps both the (block × n_db) matrices and the (block × 2(K + 1)) histogram bins at 2²⁵ elements.
+    def summarise(self, summary, dtypes, ranks=()):
+        """`_blockwise` over all queries: summary's outputs (rows = queries) of the given dtypes."""
+        # Caps both the (block × n_db) matrices and the (block × 2(K + 1)) histogram bins at 2²⁰ elements.
         block = self.block_size or max(1, _BLOCK_ELEMENTS // max(self.num_db, 2 * self.num_bins))
         labels = _WORDS if self.multi_label else _VECTOR
-        pair_keys = _traced_once(
-            _pair_keys,
-            (_WORDS, _WORDS, labels, labels),
-            jit_compile=True,
+        run = _traced_once(
+            _blockwise,
+            (_WORDS, _WORDS, labels, labels, _SCALAR, _VECTOR),
+            summary=summary,
             num_bins=self.num_bins,
-            with_distances=with_distances,
+            dtypes=dtypes,
+            with_distances=summary is _stable_all,
         )
-        outputs = []
-        for start in range(0, self.num_queries, block):
-            stop = min(start + block, self.num_queries)
-            keys = pair_keys(
-                self.query_words[start:stop], self.db_words, self.query_labels[start:stop], self.db_labels
-            )
-            outputs.append(fn(*keys) if with_distances else fn(keys))
-        return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outputs)
+        return run(
+            self.query_words,
+            self.db_words,
+            self.query_labels,
+            self.db_labels,
+            tf.constant(block, tf.int32),
+            tf.constant(ranks, tf.int32, shape=[len(ranks)]),
+        )
 
     def histograms(self):
-        return self.map_blocks(_traced_once(_bin_counts, (_MATRIX,), num_bins=self.num_bins))
+        return self.summarise(_histograms, (tf.int32, tf.int32))
 
     def stable_hits(self, ranks):
         """(AP@max(ranks), relevant items within each rank, relevant items in all) per query, stable ties."""
         ordered = sorted(set(ranks))
-        cutoffs = tf.constant(ordered, tf.int32)
-        if ordered[-1] < self.num_db:
-            top = _traced_once(_stable_top, (_MATRIX, _VECTOR), num_bins=self.num_bins, parts=_PARTS)
-            summary = self.map_blocks(lambda keys: top(keys, cutoffs))
-        else:
-            ranked = _traced_once(_stable_all, (_MATRIX, _MATRIX, _VECTOR), num_bins=self.num_bins, parts=_PARTS)
-            summary = self.map_blocks(lambda keys, distances: ranked(keys, distances, cutoffs), with_distances=True)
-        ap, hits_at, totals = summary
+        summary = _stable_top if ordered[-1] < self.num_db else _stable_all
+        ap, hits_at, totals = self.summarise(summary, (tf.float64,) * 3, ordered)
         return ap, tf.gather(hits_at, [ordered.index(rank) for rank in ranks], axis=1), totals
 
 
