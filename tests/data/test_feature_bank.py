@@ -207,6 +207,41 @@ def test_cache_hit_runs_no_backbone(backbone, tmp_path):
     assert json.loads(open(second.files["train"][:-4] + ".json").read())["views"] == 2
 
 
+class TraceCountingBackbone(CountingBackbone):
+    """Counts the Python executions of `call`: one per trace inside a tf.function."""
+
+    traces = 0
+
+    def call(self, images):
+        type(self).traces += 1
+        return super().call(images)
+
+
+def test_banks_of_one_backbone_share_keras_predict_trace(tmp_path):
+    # The bank encodes through Keras's own predict step (traced once per model, XLA where Keras picks it), so
+    # a second bank of the same backbone traces nothing new.
+    model = TraceCountingBackbone()
+    first = bank(model, tmp_path / "first", train=None)
+    traced = TraceCountingBackbone.traces
+    second = bank(model, tmp_path / "second", train=None, evaluation={"database": DATABASE})
+    assert second.extracted == ["database"] and TraceCountingBackbone.traces == traced
+    predicted = model.predict(POOL.samples[DATABASE], batch_size=7, verbose=0)
+    np.testing.assert_allclose(second.evaluation["database"], predicted, atol=1e-6)
+    np.testing.assert_array_equal(first.evaluation["database"], second.evaluation["database"])
+
+
+def test_a_plain_callable_backbone_is_traced_by_the_bank(tmp_path):
+    model = CountingBackbone()
+    model(np.zeros((1, 12, 12, 3), np.uint8))
+
+    def features(images, training=False):
+        return model(images, training=training)
+
+    features.name = "counting"
+    held = bank(features, tmp_path, train=None)
+    np.testing.assert_allclose(held.evaluation["database"], encode(model, POOL.samples[DATABASE]), atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "change, recomputed",
     [

@@ -191,7 +191,12 @@ class FeatureBank:
                 "Two views of one augmentation are drawn from different stored views: `views` must "
                 f"be >= 2, got {views}."
             )
-        self._encode = tf.function(lambda images: backbone(images, training=False), autograph=False)
+        if isinstance(backbone, keras.Model):
+            # Keras's own predict step, as `backbone.predict` runs it: traced once per model (banks of one
+            # backbone share the trace) and compiled with XLA where Keras's jit_compile="auto" picks it (a GPU).
+            self._encode = backbone.predict_on_batch
+        else:
+            self._encode = tf.function(lambda images: backbone(images, training=False), autograph=False)
         self._weights_fingerprint = _weights_fingerprint(backbone)
 
         self.files, self.extracted, self.evaluation, self.indices = {}, [], {}, {}
@@ -436,13 +441,13 @@ class FeatureBank:
                 images, positions = batch[INPUTS], batch[SAMPLE_INDEX]
                 for stream, batch in enumerate(images if streams == 2 else (images,)):
                     output = self._run_backbone(batch)
-                    if output.shape.rank != 2:
+                    if output.ndim != 2:
                         raise ValueError(
                             f"`backbone` must map images to features (B, D), got {output.shape}."
                         )
                     if features is None:
                         features = np.empty((streams, views, len(indices), output.shape[1]), self.dtype)
-                    features[stream, view, positions.numpy()] = output.numpy()
+                    features[stream, view, positions.numpy()] = output
                     progress.add(len(batch))
         return features if split == "train" else features[0, 0]
 
@@ -477,7 +482,7 @@ class FeatureBank:
         if count < self.batch_size:
             padding = tf.zeros([self.batch_size - count, *images.shape[1:]], images.dtype)
             images = tf.concat([images, padding], axis=0)
-        return self._encode(images)[:count]
+        return np.asarray(self._encode(images))[:count]
 
 
 def positions_of(indices, held, what="indices"):

@@ -18,15 +18,14 @@ mean. Unlike the field's released scripts, nothing depends on an unstable argsor
 last database item.
 
 Computation and memory: codes are packed 64 bits to an int64 word, and queries are processed in blocks of
-``query_block_size`` rows (by default ⌊2²⁵ / n_db⌋, at least 1). Per block, one fused XLA pass (XOR, population
-count, label overlap) writes each pair's histogram bin, and one bincount gives the per-distance counts, from which
-``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`), of every
-item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. The (block × n_db) matrices
-hold at most 2²⁵ elements whatever the number of queries: peak extra memory measured 0.38–0.50 GB, and 0.73–0.87
-GB for ``ties="stable"`` with ``top_k=None``, on CIFAR-10- and NUS-WIDE-sized problems
-(benchmarks/retrieval_metrics.py); a smaller ``query_block_size`` lowers it proportionally. Each function is
-traced once per code length and label form, whatever the sizes; XLA compiles the fused pass once per new block
-shape (about 0.1 s).
+``query_block_size`` rows (by default ⌊2²⁰ / n_db⌋, at least 1), all in one graph loop (`_blockwise`) that runs
+a few blocks at once. Per block, one fused XLA pass (XOR, population count, label overlap) writes each pair's
+histogram bin, and one bincount gives the per-distance counts, from which ``ties="average"`` follows in closed
+form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`), of every item for ``top_k=None`` and of
+the candidates up to the top-k cut distance otherwise. The (block × n_db) matrices hold about 2²⁰ elements, so
+they stay in cache and their memory is reused from block to block; peak extra memory is the outputs' and a few
+blocks' (benchmarks/retrieval_metrics.py measures it). Each function is traced once per code length and label
+form, whatever the sizes; XLA compiles the fused pass once per new block shape (about 0.1 s).
 """
 
 import functools
@@ -263,7 +262,7 @@ def distance_histograms(query_codes, db_codes, query_labels, db_labels, query_bl
     Args:
         query_codes, db_codes: ±1 codes (n, K) or packed uint8 codes, as for `hamming_distance`.
         query_labels, db_labels: class ids (n,) or multi-hot matrices (n, classes).
-        query_block_size: queries per block (bounds memory); None picks ⌊2²⁵ / n_db⌋.
+        query_block_size: queries per block (bounds memory); None picks ⌊2²⁰ / n_db⌋.
 
     Returns:
         (counts, relevant_counts): int32 tensors (n_query, K + 1); column d counts items at distance d.
@@ -373,7 +372,7 @@ def average_precision(
         top_k: rank cut-off k of AP@k; None (or ≥ n_db) ranks the whole database (mAP@all).
         ties: "average" (expected AP over all orders of tied items, closed form) or "stable" (ties ranked by
             database index).
-        query_block_size: queries evaluated together; None picks ⌊2²⁵ / n_db⌋ (bounds peak memory).
+        query_block_size: queries evaluated together; None picks ⌊2²⁰ / n_db⌋ (bounds peak memory).
 
     Returns:
         float64 tensor (n_query,).
