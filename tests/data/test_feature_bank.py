@@ -225,8 +225,6 @@ def test_banks_of_one_backbone_share_keras_predict_trace(tmp_path):
     traced = TraceCountingBackbone.traces
     second = bank(model, tmp_path / "second", train=None, evaluation={"database": DATABASE})
     assert second.extracted == ["database"] and TraceCountingBackbone.traces == traced
-    predicted = model.predict(POOL.samples[DATABASE], batch_size=7, verbose=0)
-    np.testing.assert_allclose(second.evaluation["database"], predicted, atol=1e-6)
     np.testing.assert_array_equal(first.evaluation["database"], second.evaluation["database"])
 
 
