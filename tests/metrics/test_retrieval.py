@@ -179,23 +179,6 @@ def test_stable_blocks_that_do_not_divide_the_queries(top_k):
         )
 
 
-@pytest.mark.parametrize("num_db", [5, 16, 17, 47])
-def test_stable_top_k_finds_candidates_in_every_run_of_items_including_the_short_last_one(num_db):
-    # The top-k candidates are found through runs of 16 consecutive database items; the database is ordered
-    # so that the nearest items sit at its end, in the last (possibly short) run.
-    rng = np.random.default_rng(29)
-    query_codes, db_codes, query_labels, db_labels = clustered_problem(rng, 6, num_db, 8)
-    order = np.argsort(db_codes @ query_codes[0], kind="stable")  # ascending inner product: nearest last
-    problem = (query_codes, db_codes[order], query_labels, db_labels[order])
-    for top_k in sorted({1, 3, num_db - 1} - {0}):
-        np.testing.assert_allclose(
-            average_precision(*problem, top_k=top_k, ties="stable").numpy(),
-            reference.stable_average_precision(*problem, top_k=top_k),
-            atol=1e-12,
-            err_msg=f"top_k={top_k}",
-        )
-
-
 @pytest.mark.parametrize("top_k", [4, None])
 @pytest.mark.parametrize("ties", ["average", "stable"])
 def test_blocks_evaluated_one_or_several_at_once_agree(monkeypatch, top_k, ties):

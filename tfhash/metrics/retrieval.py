@@ -181,27 +181,10 @@ def _stable_all(keys, distances, ranks, num_bins):
     return ap, hits_at, tf.reduce_sum(tf.cast(relevant, tf.float64), axis=1)
 
 
-_CHUNK = 16
-
-
-def _chunks_at_most(keys, limits):
-    """Whether each run of `_CHUNK` consecutive items of a row (the last one short) holds a key ≤ the row's
-    limit: bool (b, ⌈n_db / _CHUNK⌉), one fused XLA pass."""
-    rows, items = tf.shape(keys)[0], tf.shape(keys)[1]
-    at_most = tf.pad(keys <= limits[:, None], [[0, 0], [0, -items % _CHUNK]])
-    return tf.reduce_any(tf.reshape(at_most, [rows, -1, _CHUNK]), axis=2)
-
-
-def _items_at_most(keys, limits):
-    """The keys ≤ their row's limit, flat, in row-major order: found through the runs holding any (a top-k's
-    candidates are a few hundredths of the row, so this reads 1/_CHUNK of the mask a plain `where` would)."""
-    items = tf.cast(tf.shape(keys)[1], tf.int64)
-    chunks = tf.where(_traced_once(_chunks_at_most, (_MATRIX, _VECTOR), jit_compile=True)(keys, limits))
-    positions = chunks[:, 1:] * _CHUNK + tf.range(_CHUNK, dtype=tf.int64)
-    in_row = positions < items
-    chosen = tf.gather(tf.reshape(keys, [-1]), tf.where(in_row, chunks[:, :1] * items + positions, 0))
-    wanted = in_row & (chosen <= tf.gather(limits, chunks[:, 0])[:, None])
-    return tf.boolean_mask(chosen, wanted)
+# XLA: about 3× faster than TF's broadcasting comparison.
+_at_most = tf.function(
+    lambda keys, limits: keys <= limits[:, None], input_signature=(_MATRIX, _VECTOR), jit_compile=True
+)
 
 
 def _stable_top(keys, ranks, num_bins):
@@ -211,7 +194,8 @@ def _stable_top(keys, ranks, num_bins):
     rows, stride = tf.shape(keys)[0], 2 * num_bins
     cut = tf.argmax(tf.cumsum(counts, axis=1) >= ranks[-1], axis=1, output_type=tf.int32)
     # distance ≤ cut ⟺ key ≤ row·stride + 2·cut + 1
-    candidate_keys = _items_at_most(keys, tf.range(rows) * stride + 2 * cut + 1)
+    candidate = _at_most(keys, tf.range(rows) * stride + 2 * cut + 1)
+    candidate_keys = tf.gather(tf.reshape(keys, [-1]), tf.where(tf.reshape(candidate, [-1]))[:, 0])
     distances = tf.bitwise.right_shift(candidate_keys % stride, 1)
     kept = tf.range(num_bins)[None, :] <= cut[:, None]
     ap, hits_at = _stable_summary(
