@@ -10,9 +10,10 @@ them alike):
   (same batch size; the predict function is traced before the first repeat). The backbone is not compiled, so
   Keras's ``jit_compile="auto"`` applies: XLA where a GPU is visible, not on a CPU (``predict_jit_compile``);
 - **bank**: `tfhash.data.FeatureBank` extracting the same images as one evaluation split into a fresh
-  temporary cache directory (nothing cached): everything a first run pays, the backbone's tracing included
-  (the bank reads the images through `tfhash.data.training_dataset` without augmentation: the same decode and
-  resize as the pipeline above).
+  temporary cache directory (nothing cached): everything a first run pays. The bank encodes through the
+  backbone's Keras predict step (``predict_on_batch``), traced in the first repeat and shared by the later
+  repeats' banks, as by any later bank of one backbone (the bank reads the images through
+  `tfhash.data.training_dataset` without augmentation: the same decode and resize as the pipeline above).
 
 Ratios: bank / predict (target: ≥ 0.9, the bank within 10 % of plain predict) and pipeline / predict (how many
 times the input pipeline outruns the network). The bank's time is split by instrumenting its own loop (a
@@ -152,7 +153,7 @@ def breakdown(seconds, timings, predict_seconds, batches):
     parts = {
         "setup_s": seconds - t["load_or_extract"],  # key, weights fingerprint, file check, tf.function
         "wait_input_s": t["wait_input"],
-        "first_backbone_call_s": t["first_backbone_call"],  # tracing + one batch
+        "first_backbone_call_s": t["first_backbone_call"],  # one batch, plus the trace in the first repeat
         "backbone_s": t["backbone"],
         "store_s": t["extract"] - t["wait_input"] - t["first_backbone_call"] - t["backbone"],
         "write_cache_s": t["load_or_extract"] - t["extract"],
