@@ -18,14 +18,15 @@ mean. Unlike the field's released scripts, nothing depends on an unstable argsor
 last database item.
 
 Computation and memory: codes are packed 64 bits to an int64 word, and queries are processed in blocks of
-``query_block_size`` rows (by default ⌊2²⁰ / n_db⌋, at least 1), all in one graph loop (`_blockwise`) that runs
-a few blocks at once. Per block, one fused XLA pass (XOR, population count, label overlap) writes each pair's
-histogram bin, and one bincount gives the per-distance counts, from which ``ties="average"`` follows in closed
-form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`), of every item for ``top_k=None`` and of
-the candidates up to the top-k cut distance otherwise. The (block × n_db) matrices hold about 2²⁰ elements, so
-they stay in cache and their memory is reused from block to block; peak extra memory is the outputs' and a few
-blocks' (benchmarks/retrieval_metrics.py measures it). Each function is traced once per code length and label
-form, whatever the sizes; XLA compiles the fused pass once per new block shape (about 0.1 s).
+``query_block_size`` rows (by default ⌊2²⁰ / n_db⌋ on a CPU, ⌊2²⁴ / n_db⌋ on a GPU, at least 1), all in one
+graph loop (`_blockwise`) that runs a few blocks at once. Per block, one fused XLA pass (XOR, population count,
+label overlap) writes each pair's histogram bin, and one bincount gives the per-distance counts, from which
+``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`), of
+every item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. On a CPU a block's
+(block × n_db) matrices hold about 2²⁰ elements, so they stay in cache and their memory is reused from block to
+block; peak extra memory is the outputs' and a few blocks' (0.12–0.26 GB on CIFAR-10- and NUS-WIDE-sized
+problems, benchmarks/retrieval_metrics.py). Each function is traced once per code length and label form,
+whatever the sizes; XLA compiles the fused pass once per new block shape (about 0.1 s).
 """
 
 import functools
@@ -37,7 +38,9 @@ from tfhash._validation import check_int
 from tfhash.metrics._inputs import TIE_RULES, as_code_pair, as_label_pair, check_ties
 from tfhash.metrics.hamming import packed_words, word_hamming
 
-_BLOCK_ELEMENTS = 2**20
+# Pairs per block: 2²⁰ keeps a CPU block in cache (see `_blockwise`). A GPU's allocator keeps its memory and
+# each block costs kernel launches, so there blocks are larger (not measured: no GPU has been lent).
+_BLOCK_ELEMENTS = 2**24 if tf.config.list_physical_devices("GPU") else 2**20
 _WORDS = tf.TensorSpec([None, None], tf.int64)
 _MATRIX = tf.TensorSpec([None, None], tf.int32)
 _VECTOR = tf.TensorSpec([None], tf.int32)
@@ -223,7 +226,7 @@ class _Retrieval:
 
     def summarise(self, summary, dtypes, ranks=()):
         """`_blockwise` over all queries: summary's outputs (rows = queries) of the given dtypes."""
-        # Caps both the (block × n_db) matrices and the (block × 2(K + 1)) histogram bins at 2²⁰ elements.
+        # Caps both the (block × n_db) matrices and the (block × 2(K + 1)) histogram bins.
         block = self.block_size or max(1, _BLOCK_ELEMENTS // max(self.num_db, 2 * self.num_bins))
         labels = _WORDS if self.multi_label else _VECTOR
         run = _traced_once(
@@ -262,7 +265,7 @@ def distance_histograms(query_codes, db_codes, query_labels, db_labels, query_bl
     Args:
         query_codes, db_codes: ±1 codes (n, K) or packed uint8 codes, as for `hamming_distance`.
         query_labels, db_labels: class ids (n,) or multi-hot matrices (n, classes).
-        query_block_size: queries per block (bounds memory); None picks ⌊2²⁰ / n_db⌋.
+        query_block_size: queries per block (bounds memory); None picks ⌊2²⁰ / n_db⌋ (⌊2²⁴ / n_db⌋ on a GPU).
 
     Returns:
         (counts, relevant_counts): int32 tensors (n_query, K + 1); column d counts items at distance d.
@@ -372,7 +375,7 @@ def average_precision(
         top_k: rank cut-off k of AP@k; None (or ≥ n_db) ranks the whole database (mAP@all).
         ties: "average" (expected AP over all orders of tied items, closed form) or "stable" (ties ranked by
             database index).
-        query_block_size: queries evaluated together; None picks ⌊2²⁰ / n_db⌋ (bounds peak memory).
+        query_block_size: queries evaluated together; None picks ⌊2²⁰ / n_db⌋ (⌊2²⁴ / n_db⌋ on a GPU).(⌊2²⁴ / n_db⌋ on a GPU; bounds peak memory).
 
     Returns:
         float64 tensor (n_query,).
