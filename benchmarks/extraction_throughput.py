@@ -151,7 +151,7 @@ def breakdown(seconds, timings, predict_seconds, batches):
     t = timings
     steady = t["batches"] - 1
     parts = {
-        "setup_s": seconds - t["load_or_extract"],  # key, weights fingerprint, file check, tf.function
+        "setup_s": seconds - t["load_or_extract"],  # key, weights fingerprint, file check
         "wait_input_s": t["wait_input"],
         "first_backbone_call_s": t["first_backbone_call"],  # one batch, plus the trace in the first repeat
         "backbone_s": t["backbone"],

@@ -82,7 +82,8 @@ def _blockwise(
     query_words, db_words, query_labels, db_labels, block, ranks, summary, num_bins, dtypes, with_distances
 ):
     """summary(pair keys[, distances], ranks, num_bins) of each block of `block` queries, each output's rows
-    concatenated over the blocks.
+    concatenated over the blocks. The fused pass writes the distances too where the summary ranks every item
+    (`with_distances`): reading them back off the keys measured 20 % slower there.
 
     One graph loop over small blocks (2²⁰ pairs by default): each block's matrices stay in cache and the
     allocator reuses their memory, where a block per eager call of 2²⁵ pairs measured 1.5–2.7× slower (the
@@ -375,7 +376,8 @@ def average_precision(
         top_k: rank cut-off k of AP@k; None (or ≥ n_db) ranks the whole database (mAP@all).
         ties: "average" (expected AP over all orders of tied items, closed form) or "stable" (ties ranked by
             database index).
-        query_block_size: queries evaluated together; None picks ⌊2²⁰ / n_db⌋ (⌊2²⁴ / n_db⌋ on a GPU).(⌊2²⁴ / n_db⌋ on a GPU; bounds peak memory).
+        query_block_size: queries evaluated together; None picks ⌊2²⁰ / n_db⌋ (⌊2²⁴ / n_db⌋ on a GPU; bounds
+            peak memory).
 
     Returns:
         float64 tensor (n_query,).
