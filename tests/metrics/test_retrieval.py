@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.metrics import reference
 from tfhash.codes import pack_codes
@@ -122,6 +123,87 @@ def test_stable_cut_inside_a_group_hand_worked():
     for top_k, expected in [(1, 0.0), (2, 1 / 2), (4, (1 / 2 + 2 / 4) / 2), (None, (1 / 2 + 2 / 4 + 3 / 6) / 3)]:
         ap = average_precision([[1, 1]], database, [1], labels, top_k=top_k, ties="stable").numpy()
         np.testing.assert_allclose(ap, [expected], atol=1e-15, err_msg=f"top_k={top_k}")
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_sampled_top_k_matches_the_reference(multi_label):
+    # A top k of at least 128 bounds each row's cut from every s-th database item (s = k // 64, at most 16);
+    # 2,000 items of 12 bits leave ties at every cut.
+    from tfhash.metrics import retrieval
+
+    rng = np.random.default_rng(29)
+    if multi_label:
+        problem = multi_label_problem(rng, 23, 2000, 12)
+    else:
+        problem = clustered_problem(rng, 23, 2000, 12, classes=5, flip=0.25)
+    assert 128 >= 2 * retrieval._SAMPLE_ITEMS_AT_CUT
+    for top_k in [128, 300, 1000, 1999]:
+        np.testing.assert_allclose(
+            average_precision(*problem, top_k=top_k, ties="stable", query_block_size=5).numpy(),
+            reference.stable_average_precision(*problem, top_k=top_k),
+            atol=1e-12,
+            err_msg=f"top_k={top_k}",
+        )
+
+
+@pytest.mark.parametrize("bound", ["too low", "everything"])
+def test_sampled_top_k_with_a_wrong_or_loose_bound(monkeypatch, bound):
+    # Both branches: a bound below the cut sends the block to the full-histogram ranking, a bound of K makes
+    # every item a candidate; either way the values are the reference's.
+    from tfhash.metrics import retrieval
+
+    problem = clustered_problem(np.random.default_rng(30), 9, 700, 10, classes=3, flip=0.3)
+    expected = reference.stable_average_precision(*problem, top_k=200)
+    monkeypatch.setattr(retrieval, "_TRACED", {})
+    monkeypatch.setattr(
+        retrieval,
+        "_cut_bounds",
+        lambda query_words, db_words, depth, num_bins: tf.fill(
+            [tf.shape(query_words)[0]], 0 if bound == "too low" else num_bins - 1
+        ),
+    )
+    np.testing.assert_allclose(
+        average_precision(*problem, top_k=200, ties="stable", query_block_size=4).numpy(), expected, atol=1e-12
+    )
+
+
+def test_sampled_top_k_over_a_database_ordered_against_the_sample():
+    # Every 3rd item (the sample of a top 200 or 250: s = 3) is a copy of the query, the others are far away:
+    # the sample bounds the cut at distance 0, where only 180 items lie, so the blocks are ranked in full.
+    from tfhash.metrics import retrieval
+    from tfhash.metrics.hamming import packed_words
+
+    query = np.ones((2, 8))
+    database = -np.ones((540, 8))
+    database[::3] = 1
+    database[1::3, 0] = 1  # distance 7
+    labels = np.arange(540) % 2
+    for top_k in [200, 250]:
+        bounds = retrieval._cut_bounds(packed_words(query > 0), packed_words(database > 0), top_k, 9)
+        np.testing.assert_array_equal(bounds.numpy(), [0, 0])  # the premise: a bound below the cut
+        np.testing.assert_allclose(
+            average_precision(query, database, [0, 1], labels, top_k=top_k, ties="stable").numpy(),
+            reference.stable_average_precision(query, database, [0, 1], labels, top_k=top_k),
+            atol=1e-12,
+            err_msg=f"top_k={top_k}",
+        )
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_precision_recall_by_rank_stable_below_the_database_size(multi_label):
+    # Ranks below n_db: the exact top-k (max rank < 128) and the sampled one; recall needs every relevant item.
+    rng = np.random.default_rng(31)
+    if multi_label:
+        problem = multi_label_problem(rng, 12, 400, 7)
+    else:
+        problem = clustered_problem(rng, 12, 400, 7)
+    distances, rel = reference.hamming(problem[0], problem[1]), reference.relevance(problem[2], problem[3])
+    totals = rel.sum(1, keepdims=True)
+    for ranks in [[5, 100], [5, 150, 399]]:
+        hits = np.array([[rel[q][reference.stable_ranking(distances[q])][:n].sum() for n in ranks] for q in range(12)])
+        precision, recall = precision_recall_by_rank(*problem, ranks, ties="stable", query_block_size=5)
+        np.testing.assert_allclose(precision.numpy(), (hits / np.array(ranks)).mean(0), atol=1e-12)
+        np.testing.assert_allclose(recall.numpy(), np.where(totals > 0, hits / np.maximum(totals, 1), 0).mean(0))
 
 
 def several_words_problem(rng):
