@@ -247,16 +247,12 @@ def _cut_bounds(query_words, db_words, depth, num_bins):
     histogram of every s-th database item (s = depth // 64, at most 16) reaches depth / s plus three standard
     deviations of that count."""
     stride = tf.clip_by_value(depth // _SAMPLE_ITEMS_AT_CUT, 1, _MAX_SAMPLE_STRIDE)
-    distances = _hamming(query_words, db_words[::stride])
-    rows = tf.shape(distances)[0]
-    counts = tf.raw_ops.Bincount(
-        arr=tf.reshape(tf.range(rows)[:, None] * num_bins + distances, [-1]),
-        size=rows * num_bins,
-        weights=tf.zeros([0], tf.int32),
+    counts = tf.raw_ops.DenseBincount(
+        input=_hamming(query_words, db_words[::stride]), size=num_bins, weights=tf.zeros([0], tf.int32)
     )
     expected = tf.cast(depth / stride, tf.float32)
     target = tf.cast(tf.math.ceil(expected + 3.0 * tf.sqrt(expected)), tf.int32)
-    reached = tf.cumsum(tf.reshape(counts, [rows, num_bins]), axis=1) >= target
+    reached = tf.cumsum(counts, axis=1) >= target
     return tf.where(tf.reduce_any(reached, axis=1), tf.argmax(reached, axis=1, output_type=tf.int32), num_bins - 1)
 
 
