@@ -506,6 +506,20 @@ def test_bad_input_is_named():
             mean_average_precision(**arguments)
 
 
+@pytest.mark.parametrize("bad", [0.5, 0.0, np.nan, 2.0])
+def test_large_codes_are_checked_as_small_ones(bad):
+    # From 2^20 entries on, the ±1 check is one fused XLA pass: it must refuse what the eager check refuses.
+    from tfhash.metrics import _inputs
+
+    codes = np.random.default_rng(32).choice([-1.0, 1.0], size=(2**14, 64)).astype(np.float32)
+    assert codes.size >= _inputs._FUSED_CHECK_ELEMENTS
+    labels = np.zeros(len(codes), np.int64)
+    mean_average_precision(codes[:3], codes, labels[:3], labels, top_k=5)  # valid codes pass
+    codes[12345, 17] = bad
+    with pytest.raises(ValueError, match="`db_codes` must be binary ±1 codes"):
+        mean_average_precision(codes[:3], codes, labels[:3], labels, top_k=5)
+
+
 def test_bad_rank_and_radius_are_named():
     codes = np.ones((3, 4))
     with pytest.raises(ValueError, match="ranks"):

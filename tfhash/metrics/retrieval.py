@@ -22,9 +22,11 @@ Computation and memory: codes are packed 64 bits to an int64 word, and queries a
 graph loop (`_blockwise`) that runs a few blocks at once. Per block, one fused XLA pass (XOR, population count,
 label overlap) writes each pair's histogram bin, and one bincount gives the per-distance counts, from which
 ``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`), of
-every item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. On a CPU a block's
-(block × n_db) matrices hold about 2²⁰ elements, so they stay in cache and their memory is reused from block to
-block; peak extra memory is the outputs' and a few blocks' (0.12–0.26 GB on CIFAR-10- and NUS-WIDE-sized
+every item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. For a top k of 128
+or more, the candidates come without a histogram of every pair: a strided sample of the database bounds each
+query's cut distance, and the fused pass marks only the pairs within the bound (`_stable_top_sampled`). On a
+CPU a block's (block × n_db) matrices hold about 2²⁰ elements, so they stay in cache and their memory is reused
+from block to block; peak extra memory is the outputs' and a few blocks' (0.12–0.26 GB on CIFAR-10- and NUS-WIDE-sized
 problems, benchmarks/retrieval_metrics.py). Each function is traced once per code length and label form,
 whatever the sizes; XLA compiles the fused pass once per new block shape (about 0.1 s).
 """
