@@ -125,17 +125,23 @@ def test_stable_cut_inside_a_group_hand_worked():
         np.testing.assert_allclose(ap, [expected], atol=1e-15, err_msg=f"top_k={top_k}")
 
 
-@pytest.mark.parametrize("multi_label", [False, True])
-def test_sampled_top_k_matches_the_reference(multi_label):
+@pytest.mark.parametrize("form", ["class ids", "multi-hot", "several words"])
+def test_sampled_top_k_matches_the_reference(form):
     # A top k of at least 128 bounds each row's cut from every s-th database item (s = k // 64, at most 16);
-    # 2,000 items of 12 bits leave ties at every cut.
+    # 2,000 items of 12 bits leave ties at every cut; 100 bits and 70 labels take two words each.
     from tfhash.metrics import retrieval
 
     rng = np.random.default_rng(29)
-    if multi_label:
+    if form == "multi-hot":
         problem = multi_label_problem(rng, 23, 2000, 12)
-    else:
+    elif form == "class ids":
         problem = clustered_problem(rng, 23, 2000, 12, classes=5, flip=0.25)
+    else:
+        query, database = clustered_problem(rng, 23, 2000, 100, flip=0.3)[:2]
+        query_labels = (rng.random((23, 70)) < 0.03).astype(np.int64)
+        db_labels = (rng.random((2000, 70)) < 0.03).astype(np.int64)
+        query_labels[1:, 66], db_labels[::3, 66] = 1, 1
+        problem = query, database, query_labels, db_labels
     assert 128 >= 2 * retrieval._SAMPLE_ITEMS_AT_CUT
     for top_k in [128, 300, 1000, 1999]:
         np.testing.assert_allclose(
