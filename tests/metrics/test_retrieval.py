@@ -162,11 +162,9 @@ def test_sampled_top_k_with_a_wrong_or_loose_bound(monkeypatch, bound):
     expected = reference.stable_average_precision(*problem, top_k=200)
     monkeypatch.setattr(retrieval, "_TRACED", {})
     monkeypatch.setattr(
-        retrieval,
-        "_cut_bounds",
-        lambda query_words, db_words, depth, num_bins: tf.fill(
-            [tf.shape(query_words)[0]], 0 if bound == "too low" else num_bins - 1
-        ),
+        retrieval._Retrieval,
+        "cut_bounds",
+        lambda self, depth: tf.fill([self.num_queries], 0 if bound == "too low" else self.num_bins - 1),
     )
     np.testing.assert_allclose(
         average_precision(*problem, top_k=200, ties="stable", query_block_size=4).numpy(), expected, atol=1e-12
@@ -177,7 +175,6 @@ def test_sampled_top_k_over_a_database_ordered_against_the_sample():
     # Every 3rd item (the sample of a top 200 or 250: s = 3) is a copy of the query, the others are far away:
     # the sample bounds the cut at distance 0, where only 180 items lie, so the blocks are ranked in full.
     from tfhash.metrics import retrieval
-    from tfhash.metrics.hamming import packed_words
 
     query = np.ones((2, 8))
     database = -np.ones((540, 8))
@@ -185,7 +182,7 @@ def test_sampled_top_k_over_a_database_ordered_against_the_sample():
     database[1::3, 0] = 1  # distance 7
     labels = np.arange(540) % 2
     for top_k in [200, 250]:
-        bounds = retrieval._cut_bounds(packed_words(query > 0), packed_words(database > 0), top_k, 9)
+        bounds = retrieval._Retrieval(query, database, [0, 1], labels, None).cut_bounds(top_k)
         np.testing.assert_array_equal(bounds.numpy(), [0, 0])  # the premise: a bound below the cut
         np.testing.assert_allclose(
             average_precision(query, database, [0, 1], labels, top_k=top_k, ties="stable").numpy(),
@@ -513,17 +510,24 @@ def test_bad_input_is_named():
 
 
 @pytest.mark.parametrize("bad", [0.5, 0.0, np.nan, 2.0])
-def test_large_codes_are_checked_as_small_ones(bad):
-    # From 2^20 entries on, the ±1 check is one fused XLA pass: it must refuse what the eager check refuses.
-    from tfhash.metrics import _inputs
-
-    codes = np.random.default_rng(32).choice([-1.0, 1.0], size=(2**14, 64)).astype(np.float32)
-    assert codes.size >= _inputs._FUSED_CHECK_ELEMENTS
+@pytest.mark.parametrize("form", ["numpy float32", "tensor float64", "tensor bfloat16", "list"])
+def test_one_bad_entry_among_many_codes_is_refused(bad, form):
+    # The ±1 check reads every entry of every input form (a bfloat16 tensor has no native numpy dtype).
+    codes = np.random.default_rng(32).choice([-1.0, 1.0], size=(3000, 16)).astype(np.float32)
     labels = np.zeros(len(codes), np.int64)
-    mean_average_precision(codes[:3], codes, labels[:3], labels, top_k=5)  # valid codes pass
-    codes[12345, 17] = bad
+
+    def given(values):
+        if form == "list":
+            return values.tolist()
+        return tf.constant(values, tf.float64 if form == "tensor float64" else tf.bfloat16) if "tensor" in form else values
+
+    expected = mean_average_precision(codes[:3], codes, labels[:3], labels, top_k=5, ties="stable")
+    np.testing.assert_array_equal(
+        mean_average_precision(given(codes[:3]), given(codes), labels[:3], labels, top_k=5, ties="stable"), expected
+    )
+    codes[2345, 7] = bad
     with pytest.raises(ValueError, match="`db_codes` must be binary ±1 codes"):
-        mean_average_precision(codes[:3], codes, labels[:3], labels, top_k=5)
+        mean_average_precision(codes[:3], given(codes), labels[:3], labels, top_k=5)
 
 
 def test_bad_rank_and_radius_are_named():

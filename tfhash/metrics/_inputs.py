@@ -3,8 +3,6 @@
 import numpy as np
 import tensorflow as tf
 
-from tfhash.codes import unpack_codes
-
 TIE_RULES = ("average", "stable")
 
 
@@ -13,37 +11,37 @@ def check_ties(ties):
         raise ValueError(f"`ties` must be one of {TIE_RULES}, got {ties!r}.")
 
 
-def _all_signs_eager(codes):
-    return tf.reduce_all(tf.abs(codes) == 1.0)
+def _as_array(values):
+    """A numpy view of an array, list or eager tensor; TF floats numpy cannot hold natively become float32."""
+    if isinstance(values, tf.Tensor):
+        if values.dtype.is_floating and values.dtype not in (tf.float16, tf.float32, tf.float64):
+            values = tf.cast(values, tf.float32)
+        return values.numpy()
+    return np.asarray(values)
 
 
-# One fused pass instead of eager ops that each write a full-size temporary: 7 against 37 ms for a
-# 193,000 × 64 float32 database. XLA compiles once per shape, so small inputs stay eager.
-_all_signs = tf.function(
-    _all_signs_eager, input_signature=[tf.TensorSpec([None, None], tf.float32)], jit_compile=True
-)
-_FUSED_CHECK_ELEMENTS = 2**20
+def as_bits(codes, name):
+    """Returns ``codes`` as a numpy bool matrix of bits (True for +1); packed uint8 codes are unpacked (padding
+    bits read as False).
 
-
-def as_signed_codes(codes, name):
-    """Returns ``codes`` as a float32 ±1 matrix; packed uint8 codes are unpacked (padding bits read as −1).
-
-    The form is read from the dtype: uint8 is packed bytes, bool is bits, any other real dtype is ±1 codes.
-    A uint8 matrix holding only 0 and 1 is refused: it is far more likely {0, 1} bits than packed bytes, and
-    read as packed it would give 8 bits per column (issue: ``bit_balance`` of 16 such bits had 128 entries).
+    Validated in numpy, without a TF copy: converting a 193,000 × 64 float32 database to a tensor took 43 ms,
+    the whole numpy check and comparison 12 ms. The form is read from the dtype: uint8 is packed bytes, bool is
+    bits, any other real dtype is ±1 codes. A uint8 matrix holding only 0 and 1 is refused: it is far more
+    likely {0, 1} bits than packed bytes, and read as packed it would give 8 bits per column (issue:
+    ``bit_balance`` of 16 such bits had 128 entries).
 
     Args:
         codes: (n, K) ±1 codes of a real dtype other than uint8, (n, K) bool bits, or (n, ⌈K/8⌉) packed
             uint8 codes.
         name: the argument's name, used in error messages.
     """
-    codes = tf.convert_to_tensor(codes)
-    if codes.shape.rank != 2:
+    codes = _as_array(codes)
+    if codes.ndim != 2:
         raise ValueError(f"`{name}` must be a 2-D matrix (samples × bits), got shape {codes.shape}.")
     if codes.shape[0] == 0:
         raise ValueError(f"`{name}` is empty: it holds no codes.")
-    if codes.dtype == tf.uint8:
-        if bool(tf.reduce_all(codes <= 1)):
+    if codes.dtype == np.uint8:
+        if codes.max() <= 1:
             raise ValueError(
                 f"`{name}` is a uint8 matrix of only 0s and 1s: {{0, 1}} bits, or packed codes? tfhash reads "
                 f"uint8 codes as packed bytes (8 bits each, `tfhash.codes.pack_codes`), which would make these "
@@ -51,28 +49,30 @@ def as_signed_codes(codes, name):
                 "(`2 * bits - 1`); packed codes whose bytes happen to be only 0 and 1: unpack them first "
                 "(`tfhash.codes.unpack_codes(codes, num_bits)`)."
             )
-        return unpack_codes(codes, num_bits=8 * codes.shape[1], signed=True)
-    if codes.dtype == tf.bool:
-        return tf.where(codes, 1.0, -1.0)
-    if not (codes.dtype.is_floating or codes.dtype.is_integer):
-        raise ValueError(f"`{name}` must hold ±1 numbers or packed uint8 codes, got dtype {codes.dtype.name}.")
-    codes = tf.cast(codes, tf.float32)
-    if not bool((_all_signs if codes.shape.num_elements() >= _FUSED_CHECK_ELEMENTS else _all_signs_eager)(codes)):
+        return np.unpackbits(codes, axis=1).astype(bool)
+    if codes.dtype == bool:
+        return codes
+    if codes.dtype.kind not in "iuf":
+        raise ValueError(f"`{name}` must hold ±1 numbers or packed uint8 codes, got dtype {codes.dtype}.")
+    if not ((codes == 1) | (codes == -1)).all():
         raise ValueError(
             f"`{name}` must be binary ±1 codes (or packed uint8 codes); it holds other values, "
             "e.g. {0, 1} bits (convert with 2 * bits - 1) or real-valued outputs (binarize with sign first)."
         )
-    return codes
+    return codes > 0
 
 
-def as_code_pair(query_codes, db_codes):
-    """Validates and converts a query / database pair of codes; returns (query ±1, database ±1)."""
-    # converted once: a copy of a NUS-WIDE-sized database (193,000 × 64 float32) took 50 ms
-    query_codes, db_codes = tf.convert_to_tensor(query_codes), tf.convert_to_tensor(db_codes)
-    query_packed = query_codes.dtype == tf.uint8
-    db_packed = db_codes.dtype == tf.uint8
-    query = as_signed_codes(query_codes, "query_codes")
-    database = as_signed_codes(db_codes, "db_codes")
+def as_signed_codes(codes, name):
+    """Returns ``codes`` (in any form `as_bits` reads) as a float32 ±1 tensor."""
+    return tf.constant(np.where(as_bits(codes, name), np.float32(1), np.float32(-1)))
+
+
+def as_bit_pair(query_codes, db_codes):
+    """Validates a query / database pair of codes; returns their bits (numpy bool matrices, `as_bits`)."""
+    query_codes, db_codes = _as_array(query_codes), _as_array(db_codes)
+    query_packed, db_packed = query_codes.dtype == np.uint8, db_codes.dtype == np.uint8
+    query = as_bits(query_codes, "query_codes")
+    database = as_bits(db_codes, "db_codes")
     if query_packed != db_packed:
         raise ValueError(
             "`query_codes` and `db_codes` must both be packed uint8 codes or both ±1 codes; "
@@ -87,8 +87,8 @@ def as_code_pair(query_codes, db_codes):
 
 
 def as_labels(labels, name, num_codes):
-    """Returns (labels tensor, is_multi_label): int64 class ids (n,) or float32 multi-hot (n, C)."""
-    labels = np.asarray(labels)
+    """Returns (labels, is_multi_label) as numpy: int64 class ids (n,) or a bool multi-hot matrix (n, C)."""
+    labels = _as_array(labels)
     if labels.dtype.kind not in "biuf":
         raise ValueError(
             f"`{name}` must hold numbers (integer class ids, or a 0/1 multi-hot matrix), got dtype "
@@ -105,16 +105,18 @@ def as_labels(labels, name, num_codes):
     if labels.ndim == 1:
         if not (np.issubdtype(labels.dtype, np.integer) or np.all(labels == np.round(labels))):
             raise ValueError(f"`{name}` given as a vector must hold integer class ids.")
-        return tf.constant(labels.astype(np.int64)), False
+        return labels.astype(np.int64), False
     if not np.all((labels == 0) | (labels == 1)):
         raise ValueError(
             f"`{name}` given as a matrix must be multi-hot (0/1 entries); for class ids pass a vector of shape (n,)."
         )
-    return tf.constant(labels.astype(np.float32)), True
+    return labels == 1, True
 
 
 def as_label_pair(query_labels, db_labels, num_queries, num_db):
-    """Validates a query / database pair of labels; returns (query labels, database labels, is_multi_label)."""
+    """Validates a query / database pair of labels; returns (query labels, database labels, is_multi_label), as
+    numpy: class ids renumbered 0, 1, … as int32 (compact ids compare faster than arbitrary int64 ones), or bool
+    multi-hot matrices."""
     query, query_multi = as_labels(query_labels, "query_labels", num_queries)
     database, db_multi = as_labels(db_labels, "db_labels", num_db)
     if query_multi != db_multi:
@@ -125,7 +127,6 @@ def as_label_pair(query_labels, db_labels, num_queries, num_db):
             f"and {database.shape[1]}."
         )
     if not query_multi:
-        # Compact int32 ids compare faster than arbitrary int64 class ids.
-        _, ids = np.unique(np.concatenate([query.numpy(), database.numpy()]), return_inverse=True)
-        query, database = tf.constant(ids[:num_queries], tf.int32), tf.constant(ids[num_queries:], tf.int32)
+        _, ids = np.unique(np.concatenate([query, database]), return_inverse=True)
+        query, database = ids[:num_queries].astype(np.int32), ids[num_queries:].astype(np.int32)
     return query, database, query_multi

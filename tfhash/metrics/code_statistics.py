@@ -69,7 +69,7 @@ def _codes_by_class(codes, labels):
     labels, multi_label = as_labels(labels, "labels", codes.shape[0])
     if multi_label:
         raise ValueError("`labels` must be integer class ids (n,): the class-based code statistics need one class.")
-    _, class_index = np.unique(labels.numpy(), return_inverse=True)
+    _, class_index = np.unique(labels, return_inverse=True)
     return codes, [tf.gather(codes, np.flatnonzero(class_index == c)) for c in range(class_index.max() + 1)]
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tfhash.metrics._inputs import as_code_pair
+from tfhash.metrics._inputs import as_bit_pair
 
 
 def packed_words(bits):
@@ -52,5 +52,4 @@ def hamming_distance(query_codes, db_codes):
         >>> hamming_distance([[1, -1, 1]], [[1, 1, 1], [-1, 1, -1]]).numpy()
         array([[1, 3]], dtype=int32)
     """
-    query, database = as_code_pair(query_codes, db_codes)
-    return _hamming(packed_words(query > 0), packed_words(database > 0))
+    return _hamming(*map(packed_words, as_bit_pair(query_codes, db_codes)))

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfhash._validation import check_int
-from tfhash.metrics._inputs import as_code_pair, as_label_pair
+from tfhash.metrics._inputs import as_bit_pair, as_label_pair
 from tfhash.metrics.code_statistics import bit_balance, correlation_ratio, entropy_ratio, fisher_score
 from tfhash.metrics.retrieval import (
     mean_average_precision,
@@ -105,8 +105,8 @@ def retrieval_report(
         raise ValueError(f"`precision_at` must be a sequence of positive integers, got {precision_at!r}.")
     precision_at = [check_int(n, "precision_at", minimum=1) for n in precision_at]
     also_reports = _check_also_reports(also_reports)
-    # Validated (and unpacked) once; the metric functions then all read the same ±1 matrices.
-    query_codes, db_codes = as_code_pair(query_codes, db_codes)
+    # Validated (and unpacked) once; the metric functions then all read the same bits.
+    query_codes, db_codes = as_bit_pair(query_codes, db_codes)
     num_db, bits = db_codes.shape
     _, _, multi_label = as_label_pair(query_labels, db_labels, query_codes.shape[0], num_db)
     arguments = (query_codes, db_codes, query_labels, db_labels)

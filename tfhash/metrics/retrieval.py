@@ -32,12 +32,13 @@ whatever the sizes; XLA compiles the fused pass once per new block shape (about 
 """
 
 import functools
+import math
 import os
 
 import tensorflow as tf
 
 from tfhash._validation import check_int
-from tfhash.metrics._inputs import TIE_RULES, as_code_pair, as_label_pair, check_ties
+from tfhash.metrics._inputs import TIE_RULES, as_bit_pair, as_label_pair, check_ties
 from tfhash.metrics.hamming import _hamming, packed_words, word_hamming
 
 # Pairs per block: 2²⁰ keeps a CPU block in cache (see `_blockwise`). A GPU's allocator keeps its memory and
@@ -107,9 +108,11 @@ def _compiled(graph, query_labels, num_bins=None, **static):
     return _traced_once(graph, specs, jit_compile=True, **static)
 
 
-def _blockwise(query_words, db_words, query_labels, db_labels, block, ranks, summary, num_bins, dtypes):
-    """summary(block's query words, db words, block's query labels, db labels, ranks, num_bins) of each block of
-    `block` queries, each output's rows concatenated over the blocks.
+def _blockwise(
+    query_words, db_words, query_labels, db_labels, row_inputs, block, ranks, summary, num_bins, dtypes
+):
+    """summary(block's query words, db words, block's query labels, db labels, ranks, num_bins, *block's rows of
+    row_inputs) of each block of `block` queries, each output's rows concatenated over the blocks.
 
     One graph loop over small blocks (2²⁰ pairs by default): each block's matrices stay in cache and the
     allocator reuses their memory, where a block per eager call of 2²⁵ pairs measured 1.5–2.7× slower (the
@@ -123,7 +126,13 @@ def _blockwise(query_words, db_words, query_labels, db_labels, block, ranks, sum
         start = step * block
         stop = tf.minimum(start + block, num_queries)
         outputs = summary(
-            query_words[start:stop], db_words, query_labels[start:stop], db_labels, ranks, num_bins
+            query_words[start:stop],
+            db_words,
+            query_labels[start:stop],
+            db_labels,
+            ranks,
+            num_bins,
+            *(values[start:stop] for values in row_inputs),
         )
         return (step + 1,) + tuple(array.write(step, output) for array, output in zip(arrays, outputs))
 
@@ -238,31 +247,22 @@ def _stable_top(query_words, db_words, query_labels, db_labels, ranks, num_bins)
     )
 
 
-# The sampled top-k (`_stable_top_sampled`) expects this many sample items at or below each row's cut, and adds
-# three standard deviations of that count to its bound; a top k below twice this ranks by `_stable_top`.
-_SAMPLE_ITEMS_AT_CUT = 64
-_MAX_SAMPLE_STRIDE = 16
-
-
-def _cut_bounds(query_words, db_words, depth, num_bins):
-    """Per row, a distance at or beyond the one where rank `depth` falls, almost surely: where the cumulative
-    histogram of every s-th database item (s = depth // 64, at most 16) reaches depth / s plus three standard
-    deviations of that count."""
-    stride = tf.clip_by_value(depth // _SAMPLE_ITEMS_AT_CUT, 1, _MAX_SAMPLE_STRIDE)
+def _rank_distances(query_words, db_words, query_labels, db_labels, ranks, num_bins):
+    """Summary of `_blockwise`: per row, the distance at which rank ranks[-1] falls in `db_words` (the largest
+    distance, K, where the database holds fewer items)."""
+    del query_labels, db_labels  # distances alone
     counts = tf.raw_ops.DenseBincount(
-        input=_hamming(query_words, db_words[::stride]), size=num_bins, weights=tf.zeros([0], tf.int32)
+        input=_hamming(query_words, db_words), size=num_bins, weights=tf.zeros([0], tf.int32)
     )
-    expected = tf.cast(depth / stride, tf.float32)
-    target = tf.cast(tf.math.ceil(expected + 3.0 * tf.sqrt(expected)), tf.int32)
-    reached = tf.cumsum(counts, axis=1) >= target
-    return tf.where(tf.reduce_any(reached, axis=1), tf.argmax(reached, axis=1, output_type=tf.int32), num_bins - 1)
+    reached = tf.cumsum(counts, axis=1) >= ranks[-1]
+    return (tf.where(tf.reduce_any(reached, axis=1), tf.argmax(reached, axis=1, output_type=tf.int32), num_bins - 1),)
 
 
-def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, num_bins):
-    """As `_stable_top`, without the full histogram: a bound on each row's cut distance from a sample of the
-    database (`_cut_bounds`), then one fused pass that marks the pairs within the bound, whose keys `tf.where`
-    gathers. Their histogram is exact up to the bound, so their stable ranks are exact; ranks past the top k are
-    dropped by `_stable_summary`. Where the candidates of some row fall short of the top k (the sample
+def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, num_bins, bounds):
+    """As `_stable_top`, without the full histogram: given a bound on each row's cut distance (from a sample of
+    the database, `_Retrieval.cut_bounds`), one fused pass marks the pairs within the bound, whose keys
+    `tf.where` gathers. Their histogram is exact up to the bound, so their stable ranks are exact; ranks past the
+    top k are dropped by `_stable_summary`. Where the candidates of some row fall short of the top k (the sample
     misjudged its cut: rare by construction, or an adversarial database order), the block is ranked by
     `_stable_top`.
 
@@ -272,7 +272,6 @@ def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, n
     """
     rows, stride = tf.shape(query_words)[0], 2 * num_bins
     depth = ranks[-1]
-    bounds = _cut_bounds(query_words, db_words, depth, num_bins)
     marked = tf.reshape(
         _compiled(_candidate_keys, query_labels, num_bins)(query_words, db_words, query_labels, db_labels, bounds),
         [-1],
@@ -291,40 +290,46 @@ def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, n
     return tf.cond(tf.reduce_all(covered), rank_candidates, rank_block)
 
 
+# A top k of at least twice this ranks by `_stable_top_sampled`, whose sample (every s-th database item, s = k //
+# this, at most `_MAX_SAMPLE_STRIDE`) holds this many items at or below a row's cut on average.
+_SAMPLE_ITEMS_AT_CUT = 64
+_MAX_SAMPLE_STRIDE = 16
+
+
 class _Retrieval:
     """Validated codes and labels of one query / database pair, packed into int64 words, evaluated by blocks."""
 
     def __init__(self, query_codes, db_codes, query_labels, db_labels, query_block_size):
-        query, database = as_code_pair(query_codes, db_codes)
+        query, database = as_bit_pair(query_codes, db_codes)
         self.num_queries, self.num_db = query.shape[0], database.shape[0]
         self.num_bins = query.shape[1] + 1
-        self.query_words, self.db_words = packed_words(query > 0), packed_words(database > 0)
-        self.query_labels, self.db_labels, multi_label = as_label_pair(
-            query_labels, db_labels, self.num_queries, self.num_db
-        )
-        if multi_label:
-            self.query_labels, self.db_labels = packed_words(self.query_labels > 0), packed_words(self.db_labels > 0)
-        self.multi_label = multi_label
+        self.query_words, self.db_words = packed_words(query), packed_words(database)
+        query_labels, db_labels, self.multi_label = as_label_pair(query_labels, db_labels, self.num_queries, self.num_db)
+        pack = packed_words if self.multi_label else tf.constant
+        self.query_labels, self.db_labels = pack(query_labels), pack(db_labels)
         check_int(query_block_size, "query_block_size", minimum=1, allow_none=True)
         self.block_size = query_block_size
 
-    def summarise(self, summary, dtypes, ranks=()):
-        """`_blockwise` over all queries: summary's outputs (rows = queries) of the given dtypes."""
+    def summarise(self, summary, dtypes, ranks=(), db_words=None, row_inputs=()):
+        """`_blockwise` over all queries: summary's outputs (rows = queries) of the given dtypes; `db_words`
+        replaces the database's codes (a sample of them), `row_inputs` are int32 vectors of one entry per query."""
+        db_words = self.db_words if db_words is None else db_words
         # Caps both the (block × n_db) matrices and the (block × 2(K + 1)) histogram bins.
-        block = self.block_size or max(1, _BLOCK_ELEMENTS // max(self.num_db, 2 * self.num_bins))
+        block = self.block_size or max(1, _BLOCK_ELEMENTS // max(db_words.shape[0], 2 * self.num_bins))
         labels = _WORDS if self.multi_label else _VECTOR
         run = _traced_once(
             _blockwise,
-            (_WORDS, _WORDS, labels, labels, _SCALAR, _VECTOR),
+            (_WORDS, _WORDS, labels, labels, (_VECTOR,) * len(row_inputs), _SCALAR, _VECTOR),
             summary=summary,
             num_bins=self.num_bins,
             dtypes=dtypes,
         )
         return run(
             self.query_words,
-            self.db_words,
+            db_words,
             self.query_labels,
             self.db_labels,
+            tuple(row_inputs),
             tf.constant(block, tf.int32),
             tf.constant(ranks, tf.int32, shape=[len(ranks)]),
         )
@@ -337,16 +342,28 @@ class _Retrieval:
         (totals,) = self.summarise(_relevant_totals, (tf.int32,))
         return tf.cast(totals, tf.float64)
 
+    def cut_bounds(self, depth):
+        """Per query, a distance at or beyond the one where rank `depth` falls, almost surely: where the cumulative
+        histogram of every s-th database item (s = depth // 64, at most 16) reaches its expected count at the cut
+        plus three standard deviations. Evaluated before the top-k's blocks, in blocks of the sample's size."""
+        stride = min(max(depth // _SAMPLE_ITEMS_AT_CUT, 1), _MAX_SAMPLE_STRIDE)
+        sample = self.db_words[::stride]
+        expected = depth * sample.shape[0] / self.num_db
+        (bounds,) = self.summarise(
+            _rank_distances, (tf.int32,), [math.ceil(expected + 3 * math.sqrt(expected))], db_words=sample
+        )
+        return bounds
+
     def stable_hits(self, ranks):
         """(AP@max(ranks), relevant items within each rank) per query, stable ties."""
         ordered = sorted(set(ranks))
         if ordered[-1] >= self.num_db:
-            summary = _stable_all
+            ap, hits_at = self.summarise(_stable_all, (tf.float64,) * 2, ordered)
         elif ordered[-1] >= 2 * _SAMPLE_ITEMS_AT_CUT:
-            summary = _stable_top_sampled
+            bounds = self.cut_bounds(ordered[-1])
+            ap, hits_at = self.summarise(_stable_top_sampled, (tf.float64,) * 2, ordered, row_inputs=(bounds,))
         else:
-            summary = _stable_top
-        ap, hits_at = self.summarise(summary, (tf.float64,) * 2, ordered)
+            ap, hits_at = self.summarise(_stable_top, (tf.float64,) * 2, ordered)
         return ap, tf.gather(hits_at, [ordered.index(rank) for rank in ranks], axis=1)
 
 
