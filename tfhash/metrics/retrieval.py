@@ -169,11 +169,12 @@ def _relevant_totals(query_words, db_words, query_labels, db_labels, ranks, num_
 
 
 def _group_offsets(values):
-    """Per (distance, row) group, distance-major: the row's count before the group, minus the group's start in
-    the distance-major concatenation of all groups, plus 1. Adding an item's place in that concatenation gives
-    its 1-based place in its row."""
-    before_in_row = tf.reshape(tf.transpose(tf.cumsum(values, axis=1, exclusive=True)), [-1])
-    return before_in_row - tf.cumsum(tf.reshape(tf.transpose(values), [-1]), exclusive=True) + 1
+    """Per (row, distance) group, row-major as the pair keys' halves (key >> 1 = row·(K + 1) + distance): the
+    row's count before the group, minus the group's start in the distance-major concatenation of all groups,
+    plus 1. Adding an item's place in that concatenation gives its 1-based place in its row."""
+    by_distance = tf.transpose(values)
+    group_start = tf.reshape(tf.cumsum(tf.reshape(by_distance, [-1]), exclusive=True), tf.shape(by_distance))
+    return tf.reshape(tf.cumsum(values, axis=1, exclusive=True) - tf.transpose(group_start) + 1, [-1])
 
 
 def _stable_summary(keys, distances, counts, relevant, ranks, num_bins):
@@ -190,12 +191,11 @@ def _stable_summary(keys, distances, counts, relevant, ranks, num_bins):
     place in that order plus a per-group offset from the histogram; only relevant items are followed further.
     """
     rows = tf.shape(counts)[0]
-    stride = 2 * num_bins
     ranked = tf.concat(tf.dynamic_partition(keys, distances, num_bins), axis=0)
     position = tf.cast(tf.where(tf.bitwise.bitwise_and(ranked, 1) == 1)[:, 0], tf.int32)
     relevant_keys = tf.gather(ranked, position)
-    row = relevant_keys // stride
-    group = tf.bitwise.right_shift(relevant_keys - row * stride, 1) * rows + row
+    row = relevant_keys // (2 * num_bins)
+    group = tf.bitwise.right_shift(relevant_keys, 1)
     rank = position + tf.gather(_group_offsets(counts), group)
     hits = tf.range(tf.shape(position)[0]) + tf.gather(_group_offsets(relevant), group)
 
