@@ -30,8 +30,10 @@ measured apart, one fresh process per implementation.
 """
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -339,6 +341,26 @@ def _device():
     return "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
 
 
+def _environment(arguments):
+    """Where and with what the run measured: recorded beside its results."""
+    import faiss
+    import keras
+    import tensorflow as tf
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    return {
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/retrieval_metrics.py " + " ".join(arguments),
+        "device": _device(),
+        "cpu": cpu or platform.machine(),
+        "load_average_at_start": os.getloadavg()[0],
+        "versions": {
+            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "faiss": faiss.__version__,
+        },
+    }
+
+
 def run_case(dataset, quick, case, repeats):
     """Every measurement of one (dataset, metric); prints its rows and returns them."""
     name, top_k, ties, peers, loop_target = CASES[case]
@@ -393,8 +415,8 @@ def main():
         return
 
     repeats = 1 if args.quick else args.repeats
-    results = []
-    print(f"tfhash on {_device()}; load average at start {os.getloadavg()[0]:.2f}")
+    environment, results = _environment(sys.argv[1:]), []
+    print(f"tfhash on {environment['device']}; load average at start {environment['load_average_at_start']:.2f}")
     for dataset in args.dataset or sorted(DATASETS):
         spec = DATASETS[dataset] | (QUICK[dataset] if args.quick else {})
         print(f"\n{dataset}: {spec['num_queries']:,} queries × {spec['num_db']:,} database, {spec['bits']} bits, "
@@ -409,7 +431,7 @@ def main():
     if args.json:
         from tfhash._atomic import write_json
 
-        write_json(args.json, results)
+        write_json(args.json, environment | {"load_average_at_end": os.getloadavg()[0], "cases": results})
 
 
 if __name__ == "__main__":
