@@ -502,6 +502,7 @@ def test_bad_input_is_named():
         (dict(query_labels=np.array(["a", "b", "c"])), "`query_labels` must hold numbers"),
         (dict(db_labels=["a", "b", "c"]), "`db_labels` must hold numbers"),
         (dict(query_codes=((codes + 1) // 2).astype(np.uint8)), "`query_codes` is a uint8 matrix of only 0s"),
+        (dict(db_codes=[[1, -1, 1, 1], [1, -1], [1, 1, 1, 1]]), "`db_codes` must be a rectangular matrix"),
     ]
     for overrides, message in cases:
         arguments = dict(query_codes=codes, db_codes=codes, query_labels=labels, db_labels=labels) | overrides

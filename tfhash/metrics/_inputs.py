@@ -11,13 +11,16 @@ def check_ties(ties):
         raise ValueError(f"`ties` must be one of {TIE_RULES}, got {ties!r}.")
 
 
-def _as_array(values):
+def _as_array(values, name):
     """A numpy view of an array, list or eager tensor; TF floats numpy cannot hold natively become float32."""
     if isinstance(values, tf.Tensor):
         if values.dtype.is_floating and values.dtype not in (tf.float16, tf.float32, tf.float64):
             values = tf.cast(values, tf.float32)
         return values.numpy()
-    return np.asarray(values)
+    try:
+        return np.asarray(values)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(f"`{name}` must be a rectangular matrix: {error}") from None
 
 
 def as_bits(codes, name):
@@ -35,13 +38,13 @@ def as_bits(codes, name):
             uint8 codes.
         name: the argument's name, used in error messages.
     """
-    codes = _as_array(codes)
+    codes = _as_array(codes, name)
     if codes.ndim != 2:
         raise ValueError(f"`{name}` must be a 2-D matrix (samples × bits), got shape {codes.shape}.")
     if codes.shape[0] == 0:
         raise ValueError(f"`{name}` is empty: it holds no codes.")
     if codes.dtype == np.uint8:
-        if codes.max() <= 1:
+        if not (codes > 1).any():
             raise ValueError(
                 f"`{name}` is a uint8 matrix of only 0s and 1s: {{0, 1}} bits, or packed codes? tfhash reads "
                 f"uint8 codes as packed bytes (8 bits each, `tfhash.codes.pack_codes`), which would make these "
@@ -69,7 +72,7 @@ def as_signed_codes(codes, name):
 
 def as_bit_pair(query_codes, db_codes):
     """Validates a query / database pair of codes; returns their bits (numpy bool matrices, `as_bits`)."""
-    query_codes, db_codes = _as_array(query_codes), _as_array(db_codes)
+    query_codes, db_codes = _as_array(query_codes, "query_codes"), _as_array(db_codes, "db_codes")
     query_packed, db_packed = query_codes.dtype == np.uint8, db_codes.dtype == np.uint8
     query = as_bits(query_codes, "query_codes")
     database = as_bits(db_codes, "db_codes")
@@ -88,7 +91,7 @@ def as_bit_pair(query_codes, db_codes):
 
 def as_labels(labels, name, num_codes):
     """Returns (labels, is_multi_label) as numpy: int64 class ids (n,) or a bool multi-hot matrix (n, C)."""
-    labels = _as_array(labels)
+    labels = _as_array(labels, name)
     if labels.dtype.kind not in "biuf":
         raise ValueError(
             f"`{name}` must hold numbers (integer class ids, or a 0/1 multi-hot matrix), got dtype "
