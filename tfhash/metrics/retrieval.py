@@ -17,16 +17,17 @@ the top k (``top_k=None`` means the whole database); a query with no relevant it
 mean. Unlike the field's released scripts, nothing depends on an unstable argsort, and ``top_k=None`` keeps the
 last database item.
 
-Computation and memory: codes are packed 64 bits to an int64 word, and queries are processed in blocks of
-``query_block_size`` rows (by default ⌊2²⁰ / n_db⌋ on a CPU, ⌊2²⁴ / n_db⌋ on a GPU, at least 1), all in one
-graph loop (`_blockwise`) that runs a few blocks at once. Per block, one fused XLA pass (XOR, population count,
-label overlap) writes each pair's histogram bin, and one bincount gives the per-distance counts, from which
-``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`), of
-every item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. For a top k of 128
-or more, the candidates come without a histogram of every pair: a strided sample of the database bounds each
-query's cut distance, and the fused pass marks only the pairs within the bound (`_stable_top_sampled`). On a
-CPU a block's (block × n_db) matrices hold about 2²⁰ elements, so they stay in cache and their memory is reused
-from block to block; peak extra memory is the outputs' and a few blocks' (0.12–0.26 GB on CIFAR-10- and NUS-WIDE-sized
+Computation and memory: codes are validated and packed 64 bits to an int64 word in numpy, and queries are
+processed in blocks of ``query_block_size`` rows (by default ⌊2²⁰ / n_db⌋ on a CPU, ⌊2²⁴ / n_db⌋ on a GPU, at
+least 1), all in one graph loop (`_blockwise`) that runs a few blocks at once. Per block, one fused XLA pass
+(XOR, population count, label overlap) writes each pair's histogram bin, and one bincount gives the per-distance
+counts, from which ``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort
+(`_stable_summary`), of every item for ``top_k=None`` and of the candidates up to the top-k cut distance
+otherwise. For a top k of 128 or more, the candidates come without a histogram of every pair: a strided sample
+of the database bounds each query's cut distance (`_Retrieval.cut_bounds`, its own graph loop before the
+blocks), and the fused pass marks only the pairs within the bound (`_stable_top_sampled`). On a CPU a block's
+(block × n_db) matrices hold about 2²⁰ elements, so they stay in cache and their memory is reused from block to
+block; peak extra memory is the outputs' and a few blocks' (0.09–0.14 GB on CIFAR-10- and NUS-WIDE-sized
 problems, benchmarks/retrieval_metrics.py). Each function is traced once per code length and label form,
 whatever the sizes; XLA compiles the fused pass once per new block shape (about 0.1 s).
 """
@@ -304,7 +305,9 @@ class _Retrieval:
         self.num_queries, self.num_db = query.shape[0], database.shape[0]
         self.num_bins = query.shape[1] + 1
         self.query_words, self.db_words = packed_words(query), packed_words(database)
-        query_labels, db_labels, self.multi_label = as_label_pair(query_labels, db_labels, self.num_queries, self.num_db)
+        query_labels, db_labels, self.multi_label = as_label_pair(
+            query_labels, db_labels, self.num_queries, self.num_db
+        )
         pack = packed_words if self.multi_label else tf.constant
         self.query_labels, self.db_labels = pack(query_labels), pack(db_labels)
         check_int(query_block_size, "query_block_size", minimum=1, allow_none=True)
