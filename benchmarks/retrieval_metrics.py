@@ -31,6 +31,7 @@ measured apart, one fresh process per implementation.
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -341,9 +342,16 @@ def _device():
     return "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
 
 
+def _installed_version(distribution):
+    """The installed version of a distribution, None where it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _environment(arguments):
     """Where and with what the run measured: recorded beside its results."""
-    import faiss
     import keras
     import tensorflow as tf
 
@@ -356,7 +364,7 @@ def _environment(arguments):
         "load_average_at_start": os.getloadavg()[0],
         "versions": {
             "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "faiss": faiss.__version__,
+            "numpy": np.__version__, "faiss": _installed_version("faiss-cpu"),
         },
     }
 
