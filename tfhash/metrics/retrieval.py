@@ -223,6 +223,14 @@ def _stable_all(query_words, db_words, query_labels, db_labels, ranks, num_bins)
     return _stable_summary(tf.reshape(keys, [-1]), tf.reshape(distances, [-1]), counts, relevant, ranks, num_bins)
 
 
+def _distance_of_rank(counts, rank):
+    """Per row of per-distance counts (rows, K + 1), the distance at which `rank` falls (K where the row holds
+    fewer items)."""
+    reached = tf.cumsum(counts, axis=1) >= rank
+    last = tf.shape(counts)[1] - 1
+    return tf.where(tf.reduce_any(reached, axis=1), tf.argmax(reached, axis=1, output_type=tf.int32), last)
+
+
 # XLA: about 3× faster than TF's broadcasting comparison.
 _at_most = tf.function(
     lambda keys, limits: keys <= limits[:, None], input_signature=(_MATRIX, _VECTOR), jit_compile=True
@@ -237,7 +245,7 @@ def _stable_top(query_words, db_words, query_labels, db_labels, ranks, num_bins)
     )
     rows, stride = tf.shape(keys)[0], 2 * num_bins
     counts, relevant = _bin_counts(keys, num_bins, rows)
-    cut = tf.argmax(tf.cumsum(counts, axis=1) >= ranks[-1], axis=1, output_type=tf.int32)
+    cut = _distance_of_rank(counts, ranks[-1])
     # distance ≤ cut ⟺ key ≤ row·stride + 2·cut + 1
     candidate = _at_most(keys, tf.range(rows) * stride + 2 * cut + 1)
     candidate_keys = tf.gather(tf.reshape(keys, [-1]), tf.where(tf.reshape(candidate, [-1]))[:, 0])
@@ -249,14 +257,12 @@ def _stable_top(query_words, db_words, query_labels, db_labels, ranks, num_bins)
 
 
 def _rank_distances(query_words, db_words, query_labels, db_labels, ranks, num_bins):
-    """Summary of `_blockwise`: per row, the distance at which rank ranks[-1] falls in `db_words` (the largest
-    distance, K, where the database holds fewer items)."""
+    """Summary of `_blockwise`: per row, the distance at which rank ranks[-1] falls in `db_words`."""
     del query_labels, db_labels  # distances alone
     counts = tf.raw_ops.DenseBincount(
         input=_hamming(query_words, db_words), size=num_bins, weights=tf.zeros([0], tf.int32)
     )
-    reached = tf.cumsum(counts, axis=1) >= ranks[-1]
-    return (tf.where(tf.reduce_any(reached, axis=1), tf.argmax(reached, axis=1, output_type=tf.int32), num_bins - 1),)
+    return (_distance_of_rank(counts, ranks[-1]),)
 
 
 def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, num_bins, bounds):
@@ -361,12 +367,12 @@ class _Retrieval:
         """(AP@max(ranks), relevant items within each rank) per query, stable ties."""
         ordered = sorted(set(ranks))
         if ordered[-1] >= self.num_db:
-            ap, hits_at = self.summarise(_stable_all, (tf.float64,) * 2, ordered)
+            summary, row_inputs = _stable_all, ()
         elif ordered[-1] >= 2 * _SAMPLE_ITEMS_AT_CUT:
-            bounds = self.cut_bounds(ordered[-1])
-            ap, hits_at = self.summarise(_stable_top_sampled, (tf.float64,) * 2, ordered, row_inputs=(bounds,))
+            summary, row_inputs = _stable_top_sampled, (self.cut_bounds(ordered[-1]),)
         else:
-            ap, hits_at = self.summarise(_stable_top, (tf.float64,) * 2, ordered)
+            summary, row_inputs = _stable_top, ()
+        ap, hits_at = self.summarise(summary, (tf.float64,) * 2, ordered, row_inputs=row_inputs)
         return ap, tf.gather(hits_at, [ordered.index(rank) for rank in ranks], axis=1)
 
 
