@@ -249,6 +249,30 @@ def test_stable_ap_of_packed_codes_matches_the_reference(top_k):
     np.testing.assert_allclose(packed.numpy(), expected, atol=1e-12)
 
 
+def test_padded_length_is_the_power_of_two_at_or_above_hand_worked():
+    from tfhash.metrics.retrieval import _padded_length
+
+    lengths = [0, 1, 1024, 1025, 2048, 4097, 2**20]
+    padded = [int(_padded_length(tf.constant(length))) for length in lengths]
+    assert padded == [1024, 1024, 1024, 2048, 2048, 8192, 2**20]
+
+
+@pytest.mark.parametrize("num_relevant", [1023, 1024, 1025])
+def test_stable_ap_where_the_relevant_items_fill_a_padded_length_exactly_or_overflow_it(num_relevant):
+    # One block whose relevant items number just below, at and above the padded length of 1024: the padding
+    # after them must count nowhere.
+    rng = np.random.default_rng(num_relevant)
+    query, database = random_codes(rng, 1, 8), random_codes(rng, 1100, 8)
+    db_labels = np.zeros(1100, np.int64)
+    db_labels[rng.permutation(1100)[num_relevant:]] = 1
+    for top_k in [1050, None]:
+        np.testing.assert_allclose(
+            average_precision(query, database, [0], db_labels, top_k=top_k, ties="stable").numpy(),
+            reference.stable_average_precision(query, database, np.array([0]), db_labels, top_k=top_k),
+            atol=1e-12,
+        )
+
+
 @pytest.mark.parametrize("top_k", [3, 40, None])
 def test_stable_blocks_that_do_not_divide_the_queries(top_k):
     # 31 queries in blocks of 4 (the last one holding 3), multi-label: the same values as the reference.
