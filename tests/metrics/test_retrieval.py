@@ -257,6 +257,20 @@ def test_padded_length_is_the_power_of_two_at_or_above_hand_worked():
     assert padded == [1024, 1024, 1024, 2048, 2048, 8192, 2**20]
 
 
+def test_count_below_is_searchsorted_left_for_every_length():
+    from tfhash.metrics.retrieval import _count_below
+
+    rng = np.random.default_rng(5)
+    values = np.arange(-1, 40, dtype=np.int32)
+    for size in range(1, 18):
+        cutoffs = np.sort(rng.choice(np.arange(1, 38), size, replace=False)).astype(np.int32)
+        np.testing.assert_array_equal(
+            _count_below(tf.constant(cutoffs), tf.constant(values)).numpy(),
+            np.searchsorted(cutoffs, values, side="left"),
+            err_msg=f"cut-offs {cutoffs}",
+        )
+
+
 @pytest.mark.parametrize("num_relevant", [1023, 1024, 1025])
 def test_stable_ap_where_the_relevant_items_fill_a_padded_length_exactly_or_overflow_it(num_relevant):
     # One block whose relevant items number just below, at and above the padded length of 1024: the padding

@@ -178,6 +178,25 @@ def _group_offsets(values):
     return tf.reshape(tf.cumsum(values, axis=1, exclusive=True) - tf.transpose(group_start) + 1, [-1])
 
 
+def _count_below(sorted_values, values):
+    """For each of `values`, how many of `sorted_values` (ascending) are smaller: searchsorted(side="left") as a
+    branchless binary search, one vectorised step per bit of the length. (A comparison with every cut-off costs
+    as many passes as there are cut-offs: a 100-point precision curve was 3× slower.)"""
+    size = tf.shape(sorted_values)[0]
+    top = size
+    for shift in (1, 2, 4, 8, 16):
+        top = tf.bitwise.bitwise_or(top, tf.bitwise.right_shift(top, shift))
+    step = tf.bitwise.right_shift(top + 1, 1)  # the largest power of two at most `size` (0 when empty)
+
+    def halve(step, below):
+        probe = below + step
+        smaller = (probe <= size) & (tf.gather(sorted_values, tf.minimum(probe, size) - 1) < values)
+        return tf.bitwise.right_shift(step, 1), tf.where(smaller, probe, below)
+
+    _, below = tf.while_loop(lambda step, _: step > 0, halve, (step, tf.zeros_like(values)))
+    return below
+
+
 def _relevant_ranks_summary(relevant_keys, position, num_relevant, count_offsets, relevant_offsets, ranks, num_bins):
     """AP@ranks[-1] and the relevant items within each rank of `ranks`, from the relevant items' keys and places
     in the (distance, row, database index) order of `_stable_summary`, padded past `num_relevant`.
@@ -198,7 +217,7 @@ def _relevant_ranks_summary(relevant_keys, position, num_relevant, count_offsets
     # Relevant items within each cut-off: count each at the first cut-off it falls within (the extra last
     # bin holds those past all cut-offs and the padding), then accumulate.
     num_ranks = tf.shape(ranks)[0]
-    first_cutoff = tf.reduce_sum(tf.cast(ranks[None, :] < rank[:, None], tf.int32), axis=1)
+    first_cutoff = _count_below(ranks, rank)
     per_cutoff = tf.math.unsorted_segment_sum(
         tf.ones_like(row), tf.where(valid, row * (num_ranks + 1) + first_cutoff, rows * (num_ranks + 1)),
         rows * (num_ranks + 1) + 1,
