@@ -23,9 +23,10 @@ least 1), all in one graph loop (`_blockwise`) that runs a few blocks at once. P
 (XOR, population count, label overlap) writes each pair's histogram bin, and one bincount gives the per-distance
 counts, from which ``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort
 (`_stable_summary`, its per-item arithmetic one more XLA pass), of every item for ``top_k=None`` and of the
-candidates up to the top-k cut distance otherwise. For a top k of 128 or more, the candidates come without a histogram of every pair: a strided sample
-of the database bounds each query's cut distance (`_Retrieval.cut_bounds`, its own graph loop before the
-blocks), and the fused pass marks only the pairs within the bound (`_stable_top_sampled`). On a CPU a block's
+candidates up to the top-k cut distance otherwise. For a top k of 128 or more, the candidates come without a
+histogram of every pair: a strided sample of the database bounds each query's cut distance
+(`_Retrieval.cut_bounds`, its own graph loop before the blocks), and the fused pass marks only the pairs within
+the bound (`_stable_top_sampled`). On a CPU a block's
 (block × n_db) matrices hold about 2²⁰ elements, so they stay in cache and their memory is reused from block to
 block; peak extra memory is the outputs' and a few blocks' (0.09–0.14 GB on CIFAR-10- and NUS-WIDE-sized
 problems, benchmarks/retrieval_metrics.py). Each function is traced once per code length and label form,
@@ -178,15 +179,19 @@ def _group_offsets(values):
     return tf.reshape(tf.cumsum(values, axis=1, exclusive=True) - tf.transpose(group_start) + 1, [-1])
 
 
+def _low_bits_set(value):
+    """`value` (int32, non-negative) with every bit below its highest set bit set: 2^m - 1 for 2^(m-1) ≤ value."""
+    for shift in (1, 2, 4, 8, 16):
+        value = tf.bitwise.bitwise_or(value, tf.bitwise.right_shift(value, shift))
+    return value
+
+
 def _count_below(sorted_values, values):
     """For each of `values`, how many of `sorted_values` (ascending) are smaller: searchsorted(side="left") as a
     branchless binary search, one vectorised step per bit of the length. (A comparison with every cut-off costs
     as many passes as there are cut-offs: a 100-point precision curve was 3× slower.)"""
     size = tf.shape(sorted_values)[0]
-    top = size
-    for shift in (1, 2, 4, 8, 16):
-        top = tf.bitwise.bitwise_or(top, tf.bitwise.right_shift(top, shift))
-    step = tf.bitwise.right_shift(top + 1, 1)  # the largest power of two at most `size` (0 when empty)
+    step = tf.bitwise.right_shift(_low_bits_set(size) + 1, 1)  # the largest power of two at most `size`
 
     def halve(step, below):
         probe = below + step
@@ -229,10 +234,7 @@ def _relevant_ranks_summary(relevant_keys, position, num_relevant, count_offsets
 def _padded_length(length):
     """The power of two at or above `length` (at least 1024): padding variable lengths to it bounds XLA's
     compilations to one per octave."""
-    bits = tf.maximum(length, 1024) - 1
-    for shift in (1, 2, 4, 8, 16):
-        bits = tf.bitwise.bitwise_or(bits, tf.bitwise.right_shift(bits, shift))
-    return bits + 1
+    return _low_bits_set(tf.maximum(length, 1024) - 1) + 1
 
 
 def _stable_summary(keys, distances, counts, relevant, ranks, num_bins):
