@@ -313,8 +313,12 @@ def first_call(dataset, quick, case, name):
     return dict(value=value, seconds=seconds, extra_bytes=extra)
 
 
-def warm_times(dataset, quick, case, names, repeats):
-    """Each implementation once (warm-up), then `repeats` round-robin rounds: {name: (value, [seconds])}."""
+def warm_times(dataset, quick, case, names, repeats, settle=False):
+    """Each implementation once (warm-up), then `repeats` round-robin rounds: {name: (value, [seconds])}.
+
+    With `settle`, each timed call follows an untimed call of the same implementation: a call right after another
+    runtime's (TF's thread pools, faiss's OpenMP, numpy) measured 5–25 % slower here (benchmarks/README.md).
+    """
     _, top_k, ties, _, _ = CASES[case]
     data = synthetic(dataset, quick)
     calls = {name: implementation(name, data, top_k, ties) for name in names}
@@ -322,6 +326,8 @@ def warm_times(dataset, quick, case, names, repeats):
     seconds = {name: [] for name in names}
     for _ in range(repeats):
         for name, call in calls.items():
+            if settle:
+                call()
             start = time.perf_counter()
             call()
             seconds[name].append(time.perf_counter() - start)
@@ -369,12 +375,12 @@ def _environment(arguments):
     }
 
 
-def run_case(dataset, quick, case, repeats):
+def run_case(dataset, quick, case, repeats, settle=False):
     """Every measurement of one (dataset, metric); prints its rows and returns them."""
     name, top_k, ties, peers, loop_target = CASES[case]
     loop = _subprocess("first_call", dataset, quick, case, "loop")
     firsts = {impl: _subprocess("first_call", dataset, quick, case, impl) for impl in ["tfhash", *peers]}
-    warm = _subprocess("warm_times", dataset, quick, case, ["tfhash", *peers, *FLOORS], repeats)
+    warm = _subprocess("warm_times", dataset, quick, case, ["tfhash", *peers, *FLOORS], repeats, settle)
     median = {impl: float(np.median(result["seconds"])) for impl, result in warm.items()}
     ours = warm["tfhash"]["value"]
     for impl in peers:
@@ -415,6 +421,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="warm round-robin rounds (medians reported)")
     parser.add_argument("--quick", action="store_true", help="smaller shapes, one round: a smoke test")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--settle", action="store_true",
+                        help="time each call after an untimed call of the same implementation (twice as long)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -433,9 +441,10 @@ def main():
         print(f"  {'implementation':16} {'warm s':>8} {'first s':>7} {'tfh/peer':>8} {'target':7} {'mAP':>9} "
               f"{'|Δ|':>8} {'peak extra':>10}")
         for case in args.case or CASES:
-            results.append(run_case(dataset, args.quick, case, repeats))
+            results.append(run_case(dataset, args.quick, case, repeats, args.settle))
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; tfh/peer = tfhash's median warm time / the peer's "
-          "(same process, round-robin); the loop ranks ties with numpy's unstable argsort, hence its |Δ|.")
+          f"(same process, round-robin{', each after itself' if args.settle else ''}); the loop ranks ties with "
+          "numpy's unstable argsort, hence its |Δ|.")
     if args.json:
         from tfhash._atomic import write_json
 

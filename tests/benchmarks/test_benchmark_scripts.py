@@ -47,6 +47,29 @@ def is_gone(pid):
     return status.exists() and "\nState:\tZ" in status.read_text()
 
 
+def load_retrieval_benchmark():
+    spec = importlib.util.spec_from_file_location("retrieval_metrics", BENCHMARKS / "retrieval_metrics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("settle", [False, True])
+def test_retrieval_warm_times_round_robin_and_settled_order(monkeypatch, settle):
+    # Which implementation runs before each timed call: round-robin, or (settle) an untimed call of itself first.
+    benchmark = load_retrieval_benchmark()
+    calls = []
+    monkeypatch.setattr(benchmark, "synthetic", lambda dataset, quick: None)
+    monkeypatch.setattr(
+        benchmark, "implementation", lambda name, data, top_k, ties: lambda: calls.append(name) or len(calls)
+    )
+    result = benchmark.warm_times("cifar10", True, "1000-stable", ["a", "b"], 2, settle)
+    rounds = ["a", "a", "b", "b"] if settle else ["a", "b"]
+    assert calls == ["a", "b"] + rounds * 2
+    assert [len(result[name]["seconds"]) for name in "ab"] == [2, 2]
+    assert result["a"]["value"] == 1 and result["b"]["value"] == 2
+
+
 def test_gpu_check_part_runner_records_results_failures_and_time_outs(tmp_path):
     gpu_check = load_gpu_check()
     result = tmp_path / "part.json"
