@@ -27,6 +27,7 @@ measured apart, one fresh process per implementation.
     python benchmarks/retrieval_metrics.py                 # both datasets, all metrics (~20 min on 2 busy cores)
     python benchmarks/retrieval_metrics.py --dataset cifar10 --repeats 5
     python benchmarks/retrieval_metrics.py --quick         # smaller shapes, one round: a smoke test (~5 min)
+    python benchmarks/retrieval_metrics.py --settle        # each timed call after an untimed one of itself
 """
 
 import argparse
