@@ -26,11 +26,11 @@ counts, from which ``ties="average"`` follows in closed form; ``ties="stable"`` 
 candidates up to the top-k cut distance otherwise. For a top k of 128 or more, the candidates come without a
 histogram of every pair: a strided sample of the database bounds each query's cut distance
 (`_Retrieval.cut_bounds`, its own graph loop before the blocks), and the fused pass marks only the pairs within
-the bound (`_stable_top_sampled`). On a CPU a block's
-(block × n_db) matrices hold about 2²⁰ elements, so they stay in cache and their memory is reused from block to
-block; peak extra memory is the outputs' and a few blocks' (0.09–0.14 GB on CIFAR-10- and NUS-WIDE-sized
-problems, benchmarks/retrieval_metrics.py). Each function is traced once per code length and label form,
-whatever the sizes; XLA compiles the fused pass once per new block shape (about 0.1 s).
+the bound (`_stable_top_sampled`). On a CPU a block's (block × n_db) matrices hold about 2²⁰ elements, so
+they stay in cache and their memory is reused from block to block; peak extra memory is the outputs' and a few
+blocks' (0.10–0.18 GB on CIFAR-10- and NUS-WIDE-sized problems, benchmarks/retrieval_metrics.py). Each function
+is traced once per code length and label form, whatever the sizes; XLA compiles the fused pass once per new block
+shape, and the stable ranking's pass once per octave of relevant items per block (about 0.1 s each).
 """
 
 import functools
