@@ -18,19 +18,19 @@ mean. Unlike the field's released scripts, nothing depends on an unstable argsor
 last database item.
 
 Computation and memory: codes are validated and packed 64 bits to an int64 word in numpy, and queries are
-processed in blocks of ``query_block_size`` rows (by default ⌊2²⁰ / n_db⌋ on a CPU, ⌊2²⁴ / n_db⌋ on a GPU, at
-least 1), all in one graph loop (`_blockwise`) that runs a few blocks at once. Per block, one fused XLA pass
-(XOR, population count, label overlap) writes each pair's histogram bin, and one bincount gives the per-distance
-counts, from which ``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort
-(`_stable_summary`, its per-item arithmetic one more XLA pass), of every item for ``top_k=None`` and of the
-candidates up to the top-k cut distance otherwise. For a top k of 128 or more, the candidates come without a
-histogram of every pair: a strided sample of the database bounds each query's cut distance
-(`_Retrieval.cut_bounds`, its own graph loop before the blocks), and the fused pass marks only the pairs within
-the bound (`_stable_top_sampled`). On a CPU a block's (block × n_db) matrices hold about 2²⁰ elements, so
-they stay in cache and their memory is reused from block to block; peak extra memory is the outputs' and a few
-blocks' (0.10–0.18 GB on CIFAR-10- and NUS-WIDE-sized problems, benchmarks/retrieval_metrics.py). Each function
-is traced once per code length and label form, whatever the sizes; XLA compiles the fused pass once per new block
-shape, and the stable ranking's pass once per octave of relevant items per block (about 0.1 s each).
+processed in blocks of ``query_block_size`` rows (by default ⌊2²² / n_db⌋ on a CPU, ⌊2²⁰ / n_db⌋ for the stable
+ranking of the whole database, ⌊2²⁴ / n_db⌋ on a GPU, at least 1), all in one graph loop (`_blockwise`) that
+runs a few blocks at once. Per block, one fused XLA pass (XOR, population count, label overlap) writes each
+pair's histogram bin, and one bincount gives the per-distance counts, from which ``ties="average"`` follows in
+closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`, its per-item arithmetic one more XLA
+pass), of every item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. For a top k
+of 128 or more, the candidates come without a histogram of every pair: a strided sample of the database bounds
+each query's cut distance (`_Retrieval.cut_bounds`, its own graph loop before the blocks), a fused pass marks
+the pairs within the bound, and a second one computes the keys of only those (`_stable_top_sampled`). Block
+memory is reused from block to block; peak extra memory is the outputs' and a few blocks' (0.10–0.18 GB on
+CIFAR-10- and NUS-WIDE-sized problems, benchmarks/retrieval_metrics.py). Each function is traced once per code
+length and label form, whatever the sizes; XLA compiles a fused pass once per new block shape, and the passes
+over a block's candidates or relevant items once per eighth of an octave of their number (about 0.1 s each).
 """
 
 import functools
@@ -41,14 +41,21 @@ import tensorflow as tf
 
 from tfhash._validation import check_int
 from tfhash.metrics._inputs import TIE_RULES, as_bit_pair, as_label_pair, check_ties
-from tfhash.metrics.hamming import _hamming, packed_words, word_hamming
+from tfhash.metrics.hamming import _hamming, packed_words, word_distances, word_hamming
 
-# Pairs per block: 2²⁰ keeps a CPU block in cache (see `_blockwise`). A GPU's allocator keeps its memory and
-# each block costs kernel launches, so there blocks are larger (not measured: no GPU has been lent).
-_BLOCK_ELEMENTS = 2**24 if tf.config.list_physical_devices("GPU") else 2**20
+# Pairs per block on a CPU (see `_blockwise`): 2²² where a block's pairs reduce to small outputs (histograms,
+# the top k's candidates), as larger blocks amortise each block's few dozen TF ops; 2²⁰ for the stable ranking
+# of every pair, whose per-block arrays hold all the block's pairs (measured on the CIFAR-10 shape, 2 cores:
+# 2²⁰ → 2²² made mAP@1000 10–13 % and tie-averaged mAP@all 10–20 % faster, stable mAP@all 33 % slower). A GPU's
+# allocator keeps its memory and each block costs kernel launches, so there blocks are larger (not measured: no
+# GPU has been lent).
+_ON_GPU = bool(tf.config.list_physical_devices("GPU"))
+_BLOCK_ELEMENTS = 2**24 if _ON_GPU else 2**22
+_RANKING_BLOCK_ELEMENTS = 2**24 if _ON_GPU else 2**20
 _WORDS = tf.TensorSpec([None, None], tf.int64)
 _MATRIX = tf.TensorSpec([None, None], tf.int32)
 _VECTOR = tf.TensorSpec([None], tf.int32)
+_PAIRS = tf.TensorSpec([None, 2], tf.int64)
 _SCALAR = tf.TensorSpec([], tf.int32)
 _TRACED = {}
 # Query blocks the graph loop may evaluate at once (see `_blockwise`).
@@ -65,11 +72,17 @@ def _traced_once(graph, specs, jit_compile=False, **static):
     return _TRACED[key]
 
 
+def _share_a_label(query_labels, db_labels, multi_hot):
+    """Whether paired (broadcast) labels share one, bool: equal class ids, or a common bit in packed multi-hot
+    words (last axis)."""
+    if multi_hot:
+        return tf.reduce_any(tf.bitwise.bitwise_and(query_labels, db_labels) != 0, axis=-1)
+    return tf.equal(query_labels, db_labels)
+
+
 def _relevance(query_labels, db_labels):
-    """Relevant pairs, bool (b, n_db): equal class ids, or a common bit in packed multi-hot words."""
-    if query_labels.shape.rank == 2:
-        return tf.reduce_any(tf.bitwise.bitwise_and(query_labels[:, None, :], db_labels[None, :, :]) != 0, axis=2)
-    return tf.equal(query_labels[:, None], db_labels[None, :])
+    """Relevant pairs, bool (b, n_db), of every query and database item."""
+    return _share_a_label(query_labels[:, None], db_labels[None, :], multi_hot=query_labels.shape.rank == 2)
 
 
 def _pair_keys(query_words, db_words, query_labels, db_labels, num_bins, with_distances):
@@ -85,11 +98,21 @@ def _pair_keys(query_words, db_words, query_labels, db_labels, num_bins, with_di
     return (keys, distances) if with_distances else keys
 
 
-def _candidate_keys(query_words, db_words, query_labels, db_labels, bounds, num_bins):
-    """1 + the pair key (`_pair_keys`) of every pair at distance at most its row's bound, 0 elsewhere: int32
-    (b, n_db) from one fused XLA pass, whose non-zero entries `tf.where` finds and reads back in one go."""
-    keys, distances = _pair_keys(query_words, db_words, query_labels, db_labels, num_bins, with_distances=True)
-    return tf.where(distances <= bounds[:, None], keys + 1, 0)
+def _within_bounds(query_words, db_words, bounds):
+    """Pairs at distance at most their row's bound, bool (b, n_db), from one fused XLA pass: one byte a pair and
+    no labels, which keeps both the pass and `tf.where` over its output cheap (see `_stable_top_sampled`)."""
+    return word_hamming(query_words, db_words) <= bounds[:, None]
+
+
+def _keys_of_pairs(pairs, query_words, db_words, query_labels, db_labels, num_bins):
+    """Pair keys (`_pair_keys`) and distances, int32 (m,) each, of `pairs`: (row, database index), int64 (m, 2).
+    One fused XLA pass over the gathered words and labels."""
+    rows, items = pairs[:, 0], pairs[:, 1]
+    distances = word_distances(tf.gather(query_words, rows), tf.gather(db_words, items))
+    relevant = _share_a_label(
+        tf.gather(query_labels, rows), tf.gather(db_labels, items), multi_hot=query_labels.shape.rank == 2
+    )
+    return tf.cast(rows, tf.int32) * (2 * num_bins) + 2 * distances + tf.cast(relevant, tf.int32), distances
 
 
 def _relevant_counts(query_labels, db_labels):
@@ -102,7 +125,8 @@ def _compiled(graph, query_labels, num_bins=None, **static):
     labels = _WORDS if query_labels.shape.rank == 2 else _VECTOR
     specs = {
         _pair_keys: (_WORDS, _WORDS, labels, labels),
-        _candidate_keys: (_WORDS, _WORDS, labels, labels, _VECTOR),
+        _within_bounds: (_WORDS, _WORDS, _VECTOR),
+        _keys_of_pairs: (_PAIRS, _WORDS, _WORDS, labels, labels),
         _relevant_counts: (labels, labels),
     }[graph]
     if num_bins is not None:
@@ -116,10 +140,10 @@ def _blockwise(
     """summary(block's query words, db words, block's query labels, db labels, ranks, num_bins, *block's rows of
     row_inputs) of each block of `block` queries, each output's rows concatenated over the blocks.
 
-    One graph loop over small blocks (2²⁰ pairs by default): each block's matrices stay in cache and the
-    allocator reuses their memory, where a block per eager call of 2²⁵ pairs measured 1.5–2.7× slower (the
-    fresh pages of every large buffer cost as much as the work). Up to `_PARALLEL_BLOCKS` blocks run at once:
-    the bincount's sibling kernels (dynamic_partition, where) are single-threaded.
+    One graph loop over blocks of a few million pairs (see `_BLOCK_ELEMENTS`): the allocator reuses their
+    memory, where a block per eager call of 2²⁵ pairs measured 1.5–2.7× slower (the fresh pages of every large
+    buffer cost as much as the work). Up to `_PARALLEL_BLOCKS` blocks run at once: the bincount's sibling
+    kernels (dynamic_partition, where) are single-threaded.
     """
     num_queries = tf.shape(query_words)[0]
     steps = (num_queries + block - 1) // block
@@ -232,9 +256,12 @@ def _relevant_ranks_summary(relevant_keys, position, num_relevant, count_offsets
 
 
 def _padded_length(length):
-    """The power of two at or above `length` (at least 1024): padding variable lengths to it bounds XLA's
-    compilations to one per octave."""
-    return _low_bits_set(tf.maximum(length, 1024) - 1) + 1
+    """`length` rounded up to at least 1024, and to a multiple of an eighth of its octave (2^(m-3) for
+    2^m ≤ length < 2^(m+1)): padding variable lengths to it bounds XLA's compilations to eight per octave and
+    the padding to an eighth of the work."""
+    length = tf.maximum(length, 1024)
+    step = tf.bitwise.right_shift(_low_bits_set(length) + 1, 4)
+    return (length + step - 1) // step * step
 
 
 def _stable_summary(keys, distances, counts, relevant, ranks, num_bins):
@@ -319,28 +346,31 @@ def _rank_distances(query_words, db_words, query_labels, db_labels, ranks, num_b
 
 def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, num_bins, bounds):
     """As `_stable_top`, without the full histogram: given a bound on each row's cut distance (from a sample of
-    the database, `_Retrieval.cut_bounds`), one fused pass marks the pairs within the bound, whose keys
-    `tf.where` gathers. Their histogram is exact up to the bound, so their stable ranks are exact; ranks past the
-    top k are dropped by `_stable_summary`. Where the candidates of some row fall short of the top k (the sample
-    misjudged its cut: rare by construction, or an adversarial database order), the block is ranked by
-    `_stable_top`.
+    the database, `_Retrieval.cut_bounds`), one fused pass marks the pairs within the bound, `tf.where` lists
+    them (in row-major order, so database order within a row), and a second fused pass computes the keys of only
+    those. Their histogram is exact up to the bound, so their stable ranks are exact; ranks past the top k are
+    dropped by `_stable_summary`. Where the candidates of some row fall short of the top k (the sample misjudged
+    its cut: rare by construction, or an adversarial database order), the block is ranked by `_stable_top`.
 
     Measured against `_stable_top` in one process (benchmarks/retrieval_metrics.py shapes, top 1000): NUS-WIDE
     0.86–1.05 → 0.58–0.70 s, CIFAR-10 1.43–1.71 → 1.13–1.31 s: the histogram of every pair and the mask pass
-    were the largest costs after the distances.
+    were the largest costs after the distances. The mark is one bool a pair, without labels: `tf.where` costs
+    about 0.45 ns per element plus a mispredicted branch per candidate, and less over bytes than over the int32
+    keys marked before (with the keys computed for the candidates alone and larger blocks, the CIFAR-10 shape's
+    top 1000 took 0.87× the time, NUS-WIDE's 0.83×).
     """
-    rows, stride = tf.shape(query_words)[0], 2 * num_bins
-    depth = ranks[-1]
-    marked = tf.reshape(
-        _compiled(_candidate_keys, query_labels, num_bins)(query_words, db_words, query_labels, db_labels, bounds),
-        [-1],
+    rows = tf.shape(query_words)[0]
+    pairs = tf.where(_compiled(_within_bounds, query_labels)(query_words, db_words, bounds))
+    num_candidates = tf.shape(pairs)[0]
+    padding = [[0, _padded_length(num_candidates) - num_candidates], [0, 0]]
+    candidate_keys, distances = _compiled(_keys_of_pairs, query_labels, num_bins)(
+        tf.pad(pairs, padding), query_words, db_words, query_labels, db_labels
     )
-    candidate_keys = tf.gather(marked, tf.where(marked)[:, 0]) - 1
+    candidate_keys, distances = candidate_keys[:num_candidates], distances[:num_candidates]
     counts, relevant = _bin_counts(candidate_keys, num_bins, rows)
-    covered = tf.gather(tf.cumsum(counts, axis=1), bounds, batch_dims=1) >= depth
+    covered = tf.gather(tf.cumsum(counts, axis=1), bounds, batch_dims=1) >= ranks[-1]
 
     def rank_candidates():
-        distances = tf.bitwise.right_shift(candidate_keys % stride, 1)
         return _stable_summary(candidate_keys, distances, counts, relevant, ranks, num_bins)
 
     def rank_block():
@@ -371,12 +401,13 @@ class _Retrieval:
         check_int(query_block_size, "query_block_size", minimum=1, allow_none=True)
         self.block_size = query_block_size
 
-    def summarise(self, summary, dtypes, ranks=(), db_words=None, row_inputs=()):
+    def summarise(self, summary, dtypes, ranks=(), db_words=None, row_inputs=(), block_elements=_BLOCK_ELEMENTS):
         """`_blockwise` over all queries: summary's outputs (rows = queries) of the given dtypes; `db_words`
-        replaces the database's codes (a sample of them), `row_inputs` are int32 vectors of one entry per query."""
+        replaces the database's codes (a sample of them), `row_inputs` are int32 vectors of one entry per query;
+        blocks of about `block_elements` pairs unless the user chose their rows."""
         db_words = self.db_words if db_words is None else db_words
         # Caps both the (block × n_db) matrices and the (block × 2(K + 1)) histogram bins.
-        block = self.block_size or max(1, _BLOCK_ELEMENTS // max(db_words.shape[0], 2 * self.num_bins))
+        block = self.block_size or max(1, block_elements // max(db_words.shape[0], 2 * self.num_bins))
         labels = _WORDS if self.multi_label else _VECTOR
         run = _traced_once(
             _blockwise,
@@ -418,13 +449,16 @@ class _Retrieval:
     def stable_hits(self, ranks):
         """(AP@max(ranks), relevant items within each rank) per query, stable ties."""
         ordered = sorted(set(ranks))
+        block_elements = _BLOCK_ELEMENTS
         if ordered[-1] >= self.num_db:
-            summary, row_inputs = _stable_all, ()
+            summary, row_inputs, block_elements = _stable_all, (), _RANKING_BLOCK_ELEMENTS
         elif ordered[-1] >= 2 * _SAMPLE_ITEMS_AT_CUT:
             summary, row_inputs = _stable_top_sampled, (self.cut_bounds(ordered[-1]),)
         else:
             summary, row_inputs = _stable_top, ()
-        ap, hits_at = self.summarise(summary, (tf.float64,) * 2, ordered, row_inputs=row_inputs)
+        ap, hits_at = self.summarise(
+            summary, (tf.float64,) * 2, ordered, row_inputs=row_inputs, block_elements=block_elements
+        )
         return ap, tf.gather(hits_at, [ordered.index(rank) for rank in ranks], axis=1)
 
 
@@ -436,7 +470,7 @@ def distance_histograms(query_codes, db_codes, query_labels, db_labels, query_bl
     Args:
         query_codes, db_codes: ±1 codes (n, K) or packed uint8 codes, as for `hamming_distance`.
         query_labels, db_labels: class ids (n,) or multi-hot matrices (n, classes).
-        query_block_size: queries per block (bounds memory); None picks ⌊2²⁰ / n_db⌋ (⌊2²⁴ / n_db⌋ on a GPU).
+        query_block_size: queries per block (bounds memory); None picks ⌊2²² / n_db⌋ (⌊2²⁴ / n_db⌋ on a GPU).
 
     Returns:
         (counts, relevant_counts): int32 tensors (n_query, K + 1); column d counts items at distance d.
@@ -546,8 +580,8 @@ def average_precision(
         top_k: rank cut-off k of AP@k; None (or ≥ n_db) ranks the whole database (mAP@all).
         ties: "average" (expected AP over all orders of tied items, closed form) or "stable" (ties ranked by
             database index).
-        query_block_size: queries evaluated together; None picks ⌊2²⁰ / n_db⌋ (⌊2²⁴ / n_db⌋ on a GPU; bounds
-            peak memory).
+        query_block_size: queries evaluated together; None picks ⌊2²² / n_db⌋ (⌊2²⁰ / n_db⌋ for the stable
+            ranking of the whole database, ⌊2²⁴ / n_db⌋ on a GPU; bounds peak memory).
 
     Returns:
         float64 tensor (n_query,).
