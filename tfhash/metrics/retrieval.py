@@ -41,17 +41,17 @@ import tensorflow as tf
 
 from tfhash._validation import check_int
 from tfhash.metrics._inputs import TIE_RULES, as_bit_pair, as_label_pair, check_ties
-from tfhash.metrics.hamming import _hamming, packed_words, word_distances, word_hamming
+from tfhash.metrics.hamming import packed_words, word_distances, word_hamming
 
-# Pairs per block on a CPU (see `_blockwise`): 2²² where a block's pairs reduce to small outputs (histograms,
-# the top k's candidates), as larger blocks amortise each block's few dozen TF ops; 2²⁰ for the stable ranking
-# of every pair, whose per-block arrays hold all the block's pairs (measured on the CIFAR-10 shape, 2 cores:
-# 2²⁰ → 2²² made mAP@1000 10–13 % and tie-averaged mAP@all 10–20 % faster, stable mAP@all 33 % slower). A GPU's
-# allocator keeps its memory and each block costs kernel launches, so there blocks are larger (not measured: no
-# GPU has been lent).
+# Pairs per block on a CPU (see `_blockwise`), measured on the CIFAR-10 and NUS-WIDE shapes, 2 cores: 2²² where
+# one fused pass reduces a block's pairs to few outputs (the histograms of mAP@all with averaged ties, the top k's
+# candidates), as larger blocks amortise each block's few dozen TF ops (2²⁰ → 2²²: mAP@1000 10–13 % and mAP@all
+# 10–20 % faster); 2²⁰ where every pair goes through several TF ops (the stable ranking of the whole database:
+# 2²² was 33 % slower; the sample's histogram of the top k's cut bound: 1.3×). A GPU's allocator keeps its
+# memory and each block costs kernel launches, so there blocks are larger (not measured: no GPU has been lent).
 _ON_GPU = bool(tf.config.list_physical_devices("GPU"))
 _BLOCK_ELEMENTS = 2**24 if _ON_GPU else 2**22
-_RANKING_BLOCK_ELEMENTS = 2**24 if _ON_GPU else 2**20
+_PAIRWISE_BLOCK_ELEMENTS = 2**24 if _ON_GPU else 2**20
 _WORDS = tf.TensorSpec([None, None], tf.int64)
 _MATRIX = tf.TensorSpec([None, None], tf.int32)
 _VECTOR = tf.TensorSpec([None], tf.int32)
@@ -121,11 +121,13 @@ def _relevant_counts(query_labels, db_labels):
 
 
 def _compiled(graph, query_labels, num_bins=None, **static):
-    """The XLA-compiled `graph` for this label form (class ids or packed words), traced once."""
-    labels = _WORDS if query_labels.shape.rank == 2 else _VECTOR
+    """The XLA-compiled `graph` for this label form (class ids or packed words; None where it takes no labels),
+    traced once."""
+    labels = _WORDS if query_labels is not None and query_labels.shape.rank == 2 else _VECTOR
     specs = {
         _pair_keys: (_WORDS, _WORDS, labels, labels),
         _within_bounds: (_WORDS, _WORDS, _VECTOR),
+        _distance_keys: (_WORDS, _WORDS),
         _keys_of_pairs: (_PAIRS, _WORDS, _WORDS, labels, labels),
         _relevant_counts: (labels, labels),
     }[graph]
@@ -335,13 +337,22 @@ def _stable_top(query_words, db_words, query_labels, db_labels, ranks, num_bins)
     )
 
 
+def _distance_keys(query_words, db_words, num_bins):
+    """(K + 1)·row + distance of every pair, int32 (b, n_db), from one fused XLA pass."""
+    return tf.range(tf.shape(query_words)[0])[:, None] * num_bins + word_hamming(query_words, db_words)
+
+
 def _rank_distances(query_words, db_words, query_labels, db_labels, ranks, num_bins):
-    """Summary of `_blockwise`: per row, the distance at which rank ranks[-1] falls in `db_words`."""
+    """Summary of `_blockwise`: per row, the distance at which rank ranks[-1] falls in `db_words`.
+
+    One bincount of the flat (row, distance) keys: 0.6–0.7× the time of DenseBincount's per-row histograms of
+    the distances (measured on the CIFAR-10 and NUS-WIDE shapes' samples).
+    """
     del query_labels, db_labels  # distances alone
-    counts = tf.raw_ops.DenseBincount(
-        input=_hamming(query_words, db_words), size=num_bins, weights=tf.zeros([0], tf.int32)
-    )
-    return (_distance_of_rank(counts, ranks[-1]),)
+    rows = tf.shape(query_words)[0]
+    keys = _compiled(_distance_keys, None, num_bins)(query_words, db_words)
+    counts = tf.raw_ops.Bincount(arr=tf.reshape(keys, [-1]), size=rows * num_bins, weights=tf.zeros([0], tf.int32))
+    return (_distance_of_rank(tf.reshape(counts, [rows, num_bins]), ranks[-1]),)
 
 
 def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, num_bins, bounds):
@@ -360,7 +371,7 @@ def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, n
     top 1000 took 0.87× the time, NUS-WIDE's 0.83×).
     """
     rows = tf.shape(query_words)[0]
-    pairs = tf.where(_compiled(_within_bounds, query_labels)(query_words, db_words, bounds))
+    pairs = tf.where(_compiled(_within_bounds, None)(query_words, db_words, bounds))
     num_candidates = tf.shape(pairs)[0]
     padding = [[0, _padded_length(num_candidates) - num_candidates], [0, 0]]
     candidate_keys, distances = _compiled(_keys_of_pairs, query_labels, num_bins)(
@@ -442,7 +453,11 @@ class _Retrieval:
         sample = self.db_words[::stride]
         expected = depth * sample.shape[0] / self.num_db
         (bounds,) = self.summarise(
-            _rank_distances, (tf.int32,), [math.ceil(expected + 3 * math.sqrt(expected))], db_words=sample
+            _rank_distances,
+            (tf.int32,),
+            [math.ceil(expected + 3 * math.sqrt(expected))],
+            db_words=sample,
+            block_elements=_PAIRWISE_BLOCK_ELEMENTS,
         )
         return bounds
 
@@ -451,7 +466,7 @@ class _Retrieval:
         ordered = sorted(set(ranks))
         block_elements = _BLOCK_ELEMENTS
         if ordered[-1] >= self.num_db:
-            summary, row_inputs, block_elements = _stable_all, (), _RANKING_BLOCK_ELEMENTS
+            summary, row_inputs, block_elements = _stable_all, (), _PAIRWISE_BLOCK_ELEMENTS
         elif ordered[-1] >= 2 * _SAMPLE_ITEMS_AT_CUT:
             summary, row_inputs = _stable_top_sampled, (self.cut_bounds(ordered[-1]),)
         else:
