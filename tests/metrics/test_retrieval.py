@@ -249,12 +249,15 @@ def test_stable_ap_of_packed_codes_matches_the_reference(top_k):
     np.testing.assert_allclose(packed.numpy(), expected, atol=1e-12)
 
 
-def test_padded_length_rounds_up_to_an_eighth_of_the_octave_hand_worked():
+def test_padded_length_rounds_up_to_a_step_of_the_octave_hand_worked():
     from tfhash.metrics.retrieval import _padded_length
 
-    # At least 1024; within [2^m, 2^(m+1)) a multiple of 2^(m-3): steps of 128 up to 2048, of 256 up to 4096...
     lengths = [0, 1, 1024, 1025, 1152, 1153, 2047, 2048, 2049, 4097, 2**20, 2**20 + 1]
-    padded = [int(_padded_length(tf.constant(length))) for length in lengths]
+    # At least 1024; one step per octave: the power of two at or above.
+    padded = [int(_padded_length(tf.constant(length), steps_per_octave=1)) for length in lengths]
+    assert padded == [1024, 1024, 1024, 2048, 2048, 2048, 2048, 2048, 4096, 8192, 2**20, 2**21]
+    # Eight: within [2^m, 2^(m+1)) a multiple of 2^(m-3), steps of 128 up to 2048, of 256 up to 4096...
+    padded = [int(_padded_length(tf.constant(length), steps_per_octave=8)) for length in lengths]
     assert padded == [1024, 1024, 1024, 1152, 1152, 1280, 2048, 2048, 2304, 4608, 2**20, 2**20 + 2**17]
 
 

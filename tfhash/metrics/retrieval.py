@@ -30,7 +30,8 @@ the pairs within the bound, and a second one computes the keys of only those (`_
 memory is reused from block to block; peak extra memory is the outputs' and a few blocks' (0.10–0.18 GB on
 CIFAR-10- and NUS-WIDE-sized problems, benchmarks/retrieval_metrics.py). Each function is traced once per code
 length and label form, whatever the sizes; XLA compiles a fused pass once per new block shape, and the passes
-over a block's candidates or relevant items once per eighth of an octave of their number (about 0.1 s each).
+over a block's candidates or relevant items once per eighth or quarter of an octave of their number (about 0.1 s
+each).
 """
 
 import functools
@@ -262,12 +263,12 @@ def _relevant_ranks_summary(relevant_keys, position, num_relevant, count_offsets
     return tf.math.divide_no_nan(precision_sum, hits_at[:, -1]), hits_at
 
 
-def _padded_length(length):
-    """`length` rounded up to at least 1024, and to a multiple of an eighth of its octave (2^(m-3) for
-    2^m ≤ length < 2^(m+1)): padding variable lengths to it bounds XLA's compilations to eight per octave and
-    the padding to an eighth of the work."""
+def _padded_length(length, steps_per_octave):
+    """`length` rounded up to at least 1024, and to a multiple of 2^m / `steps_per_octave` (a power of two) for
+    2^m ≤ length < 2^(m+1): padding variable lengths to it bounds XLA's compilations to `steps_per_octave` per
+    octave, and the padding to 1 / `steps_per_octave` of the work."""
     length = tf.maximum(length, 1024)
-    step = tf.bitwise.right_shift(_low_bits_set(length) + 1, 4)
+    step = tf.bitwise.right_shift(_low_bits_set(length) + 1, steps_per_octave.bit_length())
     return (length + step - 1) // step * step
 
 
@@ -288,7 +289,10 @@ def _stable_summary(keys, distances, counts, relevant, ranks, num_bins):
     ranked = tf.concat(tf.dynamic_partition(keys, distances, num_bins), axis=0)
     position = tf.cast(tf.where(tf.bitwise.bitwise_and(ranked, 1))[:, 0], tf.int32)  # non-zero: relevant
     num_relevant = tf.shape(position)[0]
-    padding = [[0, _padded_length(num_relevant) - num_relevant]]
+    # Four lengths per octave: a block's relevant items vary widely when the whole database is ranked, and eight
+    # compiled often enough to add 2.6 s to the first NUS-WIDE-shaped stable mAP@all (four: 0.7 s over one, whose
+    # padding made the warm top 1000 8 % slower on the CIFAR-10 shape, mAP@all 12 % on NUS-WIDE's).
+    padding = [[0, _padded_length(num_relevant, steps_per_octave=4) - num_relevant]]
     summary = _traced_once(
         _relevant_ranks_summary, (_VECTOR,) * 2 + (_SCALAR,) + (_VECTOR,) * 3, jit_compile=True,
         num_bins=num_bins,
@@ -378,7 +382,7 @@ def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, n
     rows = tf.shape(query_words)[0]
     pairs = tf.where(tf.reshape(_compiled(_within_bounds, None)(query_words, db_words, bounds), [-1]))[:, 0]
     num_candidates = tf.shape(pairs)[0]
-    padding = [[0, _padded_length(num_candidates) - num_candidates]]
+    padding = [[0, _padded_length(num_candidates, steps_per_octave=8) - num_candidates]]
     candidate_keys, distances = _compiled(_keys_of_pairs, query_labels, num_bins)(
         tf.pad(pairs, padding), query_words, db_words, query_labels, db_labels
     )
