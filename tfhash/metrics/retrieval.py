@@ -86,6 +86,12 @@ def _relevance(query_labels, db_labels):
     return _share_a_label(query_labels[:, None], db_labels[None, :], multi_hot=query_labels.shape.rank == 2)
 
 
+def _key(rows, distances, relevant, num_bins):
+    """A pair's histogram bin, int32: 2(K + 1)·row + 2·distance + relevant, the layout every ranking step reads
+    (key >> 1 is the (row, distance) group)."""
+    return rows * (2 * num_bins) + 2 * distances + tf.cast(relevant, tf.int32)
+
+
 def _pair_keys(query_words, db_words, query_labels, db_labels, num_bins, with_distances):
     """Histogram bin of every (query, database item) pair, int32 (b, n_db): 2(K + 1)·row + 2·distance + relevant.
 
@@ -94,8 +100,8 @@ def _pair_keys(query_words, db_words, query_labels, db_labels, num_bins, with_di
     for free.
     """
     distances = word_hamming(query_words, db_words)
-    row_bins = tf.range(tf.shape(distances)[0])[:, None] * (2 * num_bins)
-    keys = row_bins + 2 * distances + tf.cast(_relevance(query_labels, db_labels), tf.int32)
+    rows = tf.range(tf.shape(distances)[0])[:, None]
+    keys = _key(rows, distances, _relevance(query_labels, db_labels), num_bins)
     return (keys, distances) if with_distances else keys
 
 
@@ -117,7 +123,7 @@ def _keys_of_pairs(pairs, query_words, db_words, query_labels, db_labels, num_bi
     relevant = _share_a_label(
         tf.gather(query_labels, rows), tf.gather(db_labels, items), multi_hot=query_labels.shape.rank == 2
     )
-    return tf.cast(rows, tf.int32) * (2 * num_bins) + 2 * distances + tf.cast(relevant, tf.int32), distances
+    return _key(tf.cast(rows, tf.int32), distances, relevant, num_bins), distances
 
 
 def _relevant_counts(query_labels, db_labels):
