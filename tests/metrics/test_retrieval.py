@@ -261,6 +261,53 @@ def test_padded_length_rounds_up_to_a_step_of_the_octave_hand_worked():
     assert padded == [1024, 1024, 1024, 1152, 1152, 1280, 2048, 2048, 2304, 4608, 2**20, 2**20 + 2**17]
 
 
+def test_set_bit_finds_each_set_bit_of_a_word_hand_worked_and_random():
+    from tfhash.metrics.retrieval import _set_bit
+
+    # 0b1011_0100: set bits at 2, 4, 5, 7; the sign bit of an int64 (position 63) too.
+    words = tf.constant([0b10110100] * 4 + [-(2**63), -1, -1], tf.int64)
+    index = tf.constant([0, 1, 2, 3, 0, 0, 63], tf.int32)
+    np.testing.assert_array_equal(_set_bit(words, index).numpy(), [2, 4, 5, 7, 63, 0, 63])
+    rng = np.random.default_rng(6)
+    bits = rng.random((500, 64)) < rng.random((500, 1))
+    bits[bits.sum(1) == 0, 17] = True
+    packed = (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(1, dtype=np.uint64).view(np.int64)
+    index = np.array([rng.integers(0, row.sum()) for row in bits], np.int32)
+    expected = [np.flatnonzero(row)[i] for row, i in zip(bits, index)]
+    np.testing.assert_array_equal(_set_bit(tf.constant(packed), tf.constant(index)).numpy(), expected)
+
+
+@pytest.mark.parametrize("num_db", [1, 64, 130])
+def test_marked_words_and_their_keys_match_the_pairs_within_the_bounds(num_db):
+    # Every pair within its row's bound, as bits over the interleaved (padded) database, then listed back in
+    # row-major order with its key: against numpy, for whole, partial and all-marked words (row 0's bound is K).
+    from tfhash.metrics import retrieval
+    from tfhash.metrics.hamming import packed_words
+
+    rng = np.random.default_rng(num_db)
+    query, database, query_labels, db_labels = clustered_problem(rng, 5, num_db, 70, flip=0.3)
+    distances = reference.hamming(query, database)
+    bounds = np.array([70, 0, 30, 33, 36], np.int32)
+    within = distances <= bounds[:, None]
+    query_words, db_words = packed_words(query > 0), packed_words(database > 0)
+    marked = retrieval._compiled(retrieval._marked_words, None)
+    marks, starts, total = marked(query_words, retrieval._interleaved(db_words), db_words, tf.constant(bounds))
+    bits = (marks.numpy()[:, :, None].view(np.uint64) >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
+    np.testing.assert_array_equal(bits.reshape(5, -1)[:, :num_db].astype(bool), within)
+    assert not bits.reshape(5, -1)[:, num_db:].any()  # the padding items
+    np.testing.assert_array_equal(starts.numpy(), np.concatenate([[0], np.cumsum(bits.sum(2).reshape(-1))[:-1]]))
+    assert int(total) == within.sum()
+    keys_of = retrieval._compiled(retrieval._keys_of_marked, tf.constant(query_labels), num_bins=71)
+    keys, key_distances = keys_of(
+        tf.zeros([int(total) + 7], tf.int32), marks, starts, query_words, db_words,
+        tf.constant(query_labels, tf.int32), tf.constant(db_labels, tf.int32),
+    )
+    rows, items = np.nonzero(within)
+    relevant = query_labels[rows] == db_labels[items]
+    np.testing.assert_array_equal(key_distances.numpy()[: int(total)], distances[rows, items])
+    np.testing.assert_array_equal(keys.numpy()[: int(total)], rows * 142 + 2 * distances[rows, items] + relevant)
+
+
 def test_count_below_is_searchsorted_left_for_every_length():
     from tfhash.metrics.retrieval import _count_below
 

@@ -26,7 +26,7 @@ closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`, its 
 pass), of every item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. For a top k
 of 128 or more, the candidates come without a histogram of every pair: a strided sample of the database bounds
 each query's cut distance (`_Retrieval.cut_bounds`, its own graph loop before the blocks), a fused pass marks
-the pairs within the bound, and a second one computes the keys of only those (`_stable_top_sampled`). Block
+the pairs within the bound as bits, and a second one lists them and computes the keys of only those (`_stable_top_sampled`). Block
 memory is reused from block to block; peak extra memory is the outputs' and a few blocks' (0.10–0.18 GB on
 CIFAR-10- and NUS-WIDE-sized problems, benchmarks/retrieval_metrics.py). Each function is traced once per code
 length and label form, whatever the sizes; XLA compiles a fused pass once per new block shape, and the passes
@@ -56,7 +56,6 @@ _PAIRWISE_BLOCK_ELEMENTS = 2**24 if _ON_GPU else 2**20
 _WORDS = tf.TensorSpec([None, None], tf.int64)
 _MATRIX = tf.TensorSpec([None, None], tf.int32)
 _VECTOR = tf.TensorSpec([None], tf.int32)
-_PAIRS = tf.TensorSpec([None], tf.int64)
 _SCALAR = tf.TensorSpec([], tf.int32)
 _TRACED = {}
 # Query blocks the graph loop may evaluate at once (see `_blockwise`).
@@ -66,10 +65,13 @@ _PARALLEL_BLOCKS = min(os.cpu_count() or 1, 16)
 def _traced_once(graph, specs, jit_compile=False, **static):
     """`graph` as a tf.function of tensors shaped as `specs` (sizes left unknown), one per value of its Python
     arguments `static`: calls of every size share one trace, so there is no retracing (XLA still compiles a new
-    shape once, without tracing)."""
+    shape once, without tracing). Without AutoGraph: the graphs write their control flow as TF ops, and converting
+    them took most of a first call's time (2.5 of 3.6 s, the NUS-WIDE shape's top 1000)."""
     key = (graph, specs, jit_compile, tuple(sorted(static.items())))
     if key not in _TRACED:
-        _TRACED[key] = tf.function(functools.partial(graph, **static), input_signature=specs, jit_compile=jit_compile)
+        _TRACED[key] = tf.function(
+            functools.partial(graph, **static), input_signature=specs, jit_compile=jit_compile, autograph=False
+        )
     return _TRACED[key]
 
 
@@ -105,25 +107,67 @@ def _pair_keys(query_words, db_words, query_labels, db_labels, num_bins, with_di
     return (keys, distances) if with_distances else keys
 
 
-def _within_bounds(query_words, db_words, bounds):
-    """Pairs at distance at most their row's bound, bool (b, n_db), from one fused XLA pass: one byte a pair and
-    no labels, which keeps both the pass and `tf.where` over its output cheap (see `_stable_top_sampled`)."""
-    return word_hamming(query_words, db_words) <= bounds[:, None]
+def _interleaved(db_words):
+    """The database's words (n_db, w) padded to 64·m items and interleaved by eights, (64·m, w): row j·8m + t
+    holds item 8t + j, so that `_marked_words` reads each of a byte's 8 bit positions as one contiguous run
+    (m = ⌈n_db / 64⌉)."""
+    padded = tf.pad(db_words, [[0, -db_words.shape[0] % 64], [0, 0]])
+    columns = tf.transpose(tf.reshape(padded, [-1, 8, db_words.shape[1]]), [1, 0, 2])
+    return tf.reshape(columns, [-1, db_words.shape[1]])
 
 
-def _keys_of_pairs(pairs, query_words, db_words, query_labels, db_labels, num_bins):
-    """Pair keys (`_pair_keys`) and distances, int32 (m,) each, of `pairs`: flat row-major indices of the
-    (b, n_db) pair matrix, int64 (m,). One fused XLA pass over the gathered words and labels; its division is by a
-    constant (XLA compiles per shape), where `tf.where` over the 2-D mark divides by a variable per candidate
-    (flat: 0.98× the time of the top 1000 on the CIFAR-10 shape, 0.95× on NUS-WIDE's)."""
-    num_db = tf.cast(tf.shape(db_words)[0], tf.int64)
-    rows = pairs // num_db
-    items = pairs - rows * num_db
+def _marked_words(query_words, db_columns, db_words, bounds):
+    """Pairs at distance at most their row's bound, as bits: int64 (b, m), bit j of word c marking database item
+    64c + j; each word's marks before it, int32 (b·m,) flat; and their total.
+
+    One fused XLA pass over the `_interleaved` database (`db_words` gives only its size): 8 unrolled contiguous
+    comparisons OR-ed into each byte, 8 bytes then read as a word. As fast as writing a bool a pair, at an eighth
+    of the output, and as fast as 64 comparisons unrolled into each word, which took 1.3 s to compile (this 0.25 s);
+    a reduction over the 64 bit positions ran 3× slower.
+    """
+    num_bytes = tf.shape(db_columns)[0] // 8
+    columns = tf.reshape(db_columns, [8, num_bytes, -1])
+    start = 8 * tf.range(num_bytes)
+    marks = tf.zeros([tf.shape(query_words)[0], num_bytes], tf.uint8)
+    for bit in range(8):
+        within = word_hamming(query_words, columns[bit]) <= bounds[:, None]
+        within &= (start + bit < tf.shape(db_words)[0])[None, :]  # not a padding item
+        marks = tf.bitwise.bitwise_or(marks, tf.bitwise.left_shift(tf.cast(within, tf.uint8), bit))
+    # Little-endian (every platform TF builds for): byte k holds bits 8k to 8k + 7.
+    marks = tf.bitcast(tf.reshape(marks, [tf.shape(query_words)[0], -1, 8]), tf.int64)
+    counts = tf.reshape(tf.cast(tf.raw_ops.PopulationCount(x=marks), tf.int32), [-1])
+    return marks, tf.cumsum(counts, exclusive=True), tf.reduce_sum(counts)
+
+
+def _set_bit(words, index):
+    """Position of each word's set bit number `index` (0-based, from the low end), int32: a branchless binary
+    search over the population counts of the low half, quarter, ..., of the remaining window."""
+    position = tf.zeros_like(index)
+    for width in (32, 16, 8, 4, 2, 1):
+        window = tf.bitwise.bitwise_and(tf.bitwise.right_shift(words, tf.cast(position, tf.int64)), (1 << width) - 1)
+        below = tf.cast(tf.raw_ops.PopulationCount(x=window), tf.int32)
+        past = index >= below
+        index = tf.where(past, index - below, index)
+        position = tf.where(past, position + width, position)
+    return position
+
+
+def _keys_of_marked(slot_base, marks, starts, query_words, db_words, query_labels, db_labels, num_bins):
+    """Pair keys (`_pair_keys`) and distances, int32 (p,) each, of the pairs marked in `marks` (`_marked_words`),
+    one per slot, in row-major pair order: slot s holds the mark of word w = slot_words[s] whose rank among that
+    word's marks is s - starts[w] (starts: the marks before each word, flat). Slots past the marks hold garbage.
+    One fused XLA pass: the mark's bit, then gathers of the pair's words and labels."""
+    num_words = tf.shape(marks)[1]
+    slot_words = tf.cumsum(tf.tensor_scatter_nd_add(slot_base, starts[:, None], tf.ones_like(starts))) - 1
+    rank = tf.range(tf.shape(slot_words)[0]) - tf.gather(starts, slot_words)
+    bit = _set_bit(tf.gather(tf.reshape(marks, [-1]), slot_words), rank)
+    rows = slot_words // num_words
+    items = tf.minimum(64 * (slot_words - rows * num_words) + bit, tf.shape(db_words)[0] - 1)
     distances = word_distances(tf.gather(query_words, rows), tf.gather(db_words, items))
     relevant = _share_a_label(
         tf.gather(query_labels, rows), tf.gather(db_labels, items), multi_hot=query_labels.shape.rank == 2
     )
-    return _key(tf.cast(rows, tf.int32), distances, relevant, num_bins), distances
+    return _key(rows, distances, relevant, num_bins), distances
 
 
 def _relevant_counts(query_labels, db_labels):
@@ -137,9 +181,9 @@ def _compiled(graph, query_labels, num_bins=None, **static):
     labels = _WORDS if query_labels is not None and query_labels.shape.rank == 2 else _VECTOR
     specs = {
         _pair_keys: (_WORDS, _WORDS, labels, labels),
-        _within_bounds: (_WORDS, _WORDS, _VECTOR),
+        _marked_words: (_WORDS, _WORDS, _WORDS, _VECTOR),
         _distance_keys: (_WORDS, _WORDS),
-        _keys_of_pairs: (_PAIRS, _WORDS, _WORDS, labels, labels),
+        _keys_of_marked: (_VECTOR, _WORDS, _VECTOR, _WORDS, _WORDS, labels, labels),
         _relevant_counts: (labels, labels),
     }[graph]
     if num_bins is not None:
@@ -148,22 +192,25 @@ def _compiled(graph, query_labels, num_bins=None, **static):
 
 
 def _blockwise(
-    query_words, db_words, query_labels, db_labels, row_inputs, block, ranks, summary, num_bins, dtypes
+    query_words, db_words, query_labels, db_labels, row_inputs, db_inputs, block, ranks, summary, num_bins, dtypes
 ):
     """summary(block's query words, db words, block's query labels, db labels, ranks, num_bins, *block's rows of
-    row_inputs) of each block of `block` queries, each output's rows concatenated over the blocks.
+    row_inputs, *db_inputs) of each block of `block` queries, each output's rows concatenated over the blocks.
 
     One graph loop over blocks of a few million pairs (see `_BLOCK_ELEMENTS`): the allocator reuses their
     memory, where a block per eager call of 2²⁵ pairs measured 1.5–2.7× slower (the fresh pages of every large
     buffer cost as much as the work). Up to `_PARALLEL_BLOCKS` blocks run at once: the bincount's sibling
-    kernels (dynamic_partition, where) are single-threaded.
+    kernels (dynamic_partition, where) are single-threaded. Every block has the same rows: the last one ends at
+    the last query, overlapping the one before, whose rows it drops, so that XLA compiles each pass for one
+    block shape (the CIFAR-10 shape's last block of 40 rows, against 83, cost 0.5 s of compilation).
     """
     num_queries = tf.shape(query_words)[0]
     steps = (num_queries + block - 1) // block
 
     def body(step, *arrays):
-        start = step * block
+        start = tf.maximum(tf.minimum(step * block, num_queries - block), 0)
         stop = tf.minimum(start + block, num_queries)
+        repeated = step * block - start  # rows the block before has
         outputs = summary(
             query_words[start:stop],
             db_words,
@@ -172,8 +219,9 @@ def _blockwise(
             ranks,
             num_bins,
             *(values[start:stop] for values in row_inputs),
+            *db_inputs,
         )
-        return (step + 1,) + tuple(array.write(step, output) for array, output in zip(arrays, outputs))
+        return (step + 1,) + tuple(array.write(step, output[repeated:]) for array, output in zip(arrays, outputs))
 
     arrays = tuple(tf.TensorArray(dtype, size=steps, infer_shape=False) for dtype in dtypes)
     _, *arrays = tf.while_loop(
@@ -329,7 +377,8 @@ def _distance_of_rank(counts, rank):
 
 # XLA: about 3× faster than TF's broadcasting comparison.
 _at_most = tf.function(
-    lambda keys, limits: keys <= limits[:, None], input_signature=(_MATRIX, _VECTOR), jit_compile=True
+    lambda keys, limits: keys <= limits[:, None], input_signature=(_MATRIX, _VECTOR), jit_compile=True,
+    autograph=False,
 )
 
 
@@ -370,27 +419,28 @@ def _rank_distances(query_words, db_words, query_labels, db_labels, ranks, num_b
     return (_distance_of_rank(tf.reshape(counts, [rows, num_bins]), ranks[-1]),)
 
 
-def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, num_bins, bounds):
+def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, num_bins, bounds, db_columns):
     """As `_stable_top`, without the full histogram: given a bound on each row's cut distance (from a sample of
-    the database, `_Retrieval.cut_bounds`), one fused pass marks the pairs within the bound, `tf.where` lists
-    them (in row-major order, so database order within a row), and a second fused pass computes the keys of only
-    those. Their histogram is exact up to the bound, so their stable ranks are exact; ranks past the top k are
-    dropped by `_stable_summary`. Where the candidates of some row fall short of the top k (the sample misjudged
-    its cut: rare by construction, or an adversarial database order), the block is ranked by `_stable_top`.
+    the database, `_Retrieval.cut_bounds`), one fused pass marks the pairs within the bound as bits of int64
+    words (`_marked_words`, over the `_interleaved` database `db_columns`), and a second computes the keys of
+    only those, one per slot, in row-major order, so database order within a row (`_keys_of_marked`). Their
+    histogram is exact up to the bound, so their stable ranks are exact; ranks past the top k are dropped by
+    `_stable_summary`. Where the candidates of some row fall short of the top k (the sample misjudged its cut:
+    rare by construction, or an adversarial database order), the block is ranked by `_stable_top`.
 
     Measured against `_stable_top` in one process (benchmarks/retrieval_metrics.py shapes, top 1000): NUS-WIDE
     0.86–1.05 → 0.58–0.70 s, CIFAR-10 1.43–1.71 → 1.13–1.31 s: the histogram of every pair and the mask pass
-    were the largest costs after the distances. The mark is one bool a pair, without labels: `tf.where` costs
-    about 0.45 ns per element plus a mispredicted branch per candidate, and less over bytes than over the int32
-    keys marked before (with the keys computed for the candidates alone and larger blocks, the CIFAR-10 shape's
-    top 1000 took 0.87× the time, NUS-WIDE's 0.83×).
+    were the largest costs after the distances. Marks as bits, listed by arithmetic in XLA, replaced a bool a
+    pair listed by `tf.where`: that cost about 0.45 ns per pair plus a mispredicted branch per candidate, 34 % of
+    the NUS-WIDE shape's CPU time; the bits took 0.78–0.90× the time of the top 1000 there, 0.80× on
+    CIFAR-10's, with each slot's word found by a scatter and a cumsum in XLA (by TF's bincount and cumsum:
+    1.11× and 1.19× that).
     """
     rows = tf.shape(query_words)[0]
-    pairs = tf.where(tf.reshape(_compiled(_within_bounds, None)(query_words, db_words, bounds), [-1]))[:, 0]
-    num_candidates = tf.shape(pairs)[0]
-    padding = [[0, _padded_length(num_candidates, steps_per_octave=8) - num_candidates]]
-    candidate_keys, distances = _compiled(_keys_of_pairs, query_labels, num_bins)(
-        tf.pad(pairs, padding), query_words, db_words, query_labels, db_labels
+    marks, starts, num_candidates = _compiled(_marked_words, None)(query_words, db_columns, db_words, bounds)
+    slot_base = tf.zeros([_padded_length(num_candidates, steps_per_octave=8)], tf.int32)
+    candidate_keys, distances = _compiled(_keys_of_marked, query_labels, num_bins)(
+        slot_base, marks, starts, query_words, db_words, query_labels, db_labels
     )
     candidate_keys, distances = candidate_keys[:num_candidates], distances[:num_candidates]
     counts, relevant = _bin_counts(candidate_keys, num_bins, rows)
@@ -427,17 +477,20 @@ class _Retrieval:
         check_int(query_block_size, "query_block_size", minimum=1, allow_none=True)
         self.block_size = query_block_size
 
-    def summarise(self, summary, dtypes, ranks=(), db_words=None, row_inputs=(), block_elements=_BLOCK_ELEMENTS):
+    def summarise(
+        self, summary, dtypes, ranks=(), db_words=None, row_inputs=(), db_inputs=(), block_elements=_BLOCK_ELEMENTS
+    ):
         """`_blockwise` over all queries: summary's outputs (rows = queries) of the given dtypes; `db_words`
-        replaces the database's codes (a sample of them), `row_inputs` are int32 vectors of one entry per query;
-        blocks of about `block_elements` pairs unless the user chose their rows."""
+        replaces the database's codes (a sample of them), `row_inputs` are int32 vectors of one entry per query,
+        `db_inputs` int64 matrices every block reads whole; blocks of about `block_elements` pairs unless the user
+        chose their rows."""
         db_words = self.db_words if db_words is None else db_words
         # Caps both the (block × n_db) matrices and the (block × 2(K + 1)) histogram bins.
         block = self.block_size or max(1, block_elements // max(db_words.shape[0], 2 * self.num_bins))
         labels = _WORDS if self.multi_label else _VECTOR
         run = _traced_once(
             _blockwise,
-            (_WORDS, _WORDS, labels, labels, (_VECTOR,) * len(row_inputs), _SCALAR, _VECTOR),
+            (_WORDS, _WORDS, labels, labels, (_VECTOR,) * len(row_inputs), (_WORDS,) * len(db_inputs), _SCALAR, _VECTOR),
             summary=summary,
             num_bins=self.num_bins,
             dtypes=dtypes,
@@ -448,6 +501,7 @@ class _Retrieval:
             self.query_labels,
             self.db_labels,
             tuple(row_inputs),
+            tuple(db_inputs),
             tf.constant(block, tf.int32),
             tf.constant(ranks, tf.int32, shape=[len(ranks)]),
         )
@@ -479,15 +533,17 @@ class _Retrieval:
     def stable_hits(self, ranks):
         """(AP@max(ranks), relevant items within each rank) per query, stable ties."""
         ordered = sorted(set(ranks))
-        block_elements = _BLOCK_ELEMENTS
+        block_elements, db_inputs = _BLOCK_ELEMENTS, ()
         if ordered[-1] >= self.num_db:
             summary, row_inputs, block_elements = _stable_all, (), _PAIRWISE_BLOCK_ELEMENTS
         elif ordered[-1] >= 2 * _SAMPLE_ITEMS_AT_CUT:
             summary, row_inputs = _stable_top_sampled, (self.cut_bounds(ordered[-1]),)
+            db_inputs = (_interleaved(self.db_words),)
         else:
             summary, row_inputs = _stable_top, ()
         ap, hits_at = self.summarise(
-            summary, (tf.float64,) * 2, ordered, row_inputs=row_inputs, block_elements=block_elements
+            summary, (tf.float64,) * 2, ordered, row_inputs=row_inputs, db_inputs=db_inputs,
+            block_elements=block_elements,
         )
         return ap, tf.gather(hits_at, [ordered.index(rank) for rank in ranks], axis=1)
 
