@@ -622,6 +622,27 @@ def test_one_bad_entry_among_many_codes_is_refused(bad, form):
         mean_average_precision(codes[:3], given(codes), labels[:3], labels, top_k=5)
 
 
+@pytest.mark.parametrize("num_bits", [5, 64, 70])
+def test_words_of_every_code_form_match_the_packed_bits(monkeypatch, num_bits):
+    # ±1 codes are checked and packed by blocks of rows (here 4, over 10 rows: a partial last block), bits and
+    # packed bytes directly: all equal to packing `as_bits`, and a bad entry in the last block is still refused.
+    from tfhash.metrics import _inputs
+
+    monkeypatch.setattr(_inputs, "_CHUNK_ROWS", 4)
+    codes = np.random.default_rng(num_bits).choice([-1.0, 1.0], size=(10, num_bits))
+    expected = _inputs.word_bits(codes > 0)
+    for form in [codes, codes > 0]:
+        words, length = _inputs.as_words(form, "codes")
+        np.testing.assert_array_equal(words, expected)
+        assert length == num_bits
+    words, length = _inputs.as_words(pack_codes(codes), "codes")
+    np.testing.assert_array_equal(words, _inputs.word_bits(_inputs.as_bits(pack_codes(codes), "codes")))
+    assert length == 8 * -(-num_bits // 8)
+    codes[9, num_bits - 1] = 0.0
+    with pytest.raises(ValueError, match="`codes` must be binary ±1 codes"):
+        _inputs.as_words(codes, "codes")
+
+
 def test_bad_rank_and_radius_are_named():
     codes = np.ones((3, 4))
     with pytest.raises(ValueError, match="ranks"):

@@ -23,6 +23,43 @@ def _as_array(values, name):
         raise ValueError(f"`{name}` must be a rectangular matrix: {error}") from None
 
 
+def _code_form(codes, name):
+    """``codes`` as a numpy matrix, checked, and its form: "packed" (uint8 bytes), "bits" (bool) or "signed" (any
+    other real dtype: ±1 numbers, whose values `_signed_bits` checks)."""
+    codes = _as_array(codes, name)
+    if codes.ndim != 2:
+        raise ValueError(f"`{name}` must be a 2-D matrix (samples × bits), got shape {codes.shape}.")
+    if codes.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty: it holds no codes.")
+    if codes.dtype == np.uint8:
+        if not (codes > 1).any():
+            raise ValueError(
+                f"`{name}` is a uint8 matrix of only 0s and 1s: {{0, 1}} bits, or packed codes? tfhash reads "
+                f"uint8 codes as packed bytes (8 bits each, `tfhash.codes.pack_codes`), which would make these "
+                f"{8 * codes.shape[1]} bits. Pass bits as bool (`bits.astype(bool)`) or as ±1 codes "
+                "(`2 * bits - 1`); packed codes whose bytes happen to be only 0 and 1: unpack them first "
+                "(`tfhash.codes.unpack_codes(codes, num_bits)`)."
+            )
+        return codes, "packed"
+    if codes.dtype == bool:
+        return codes, "bits"
+    if codes.dtype.kind not in "iuf":
+        raise ValueError(f"`{name}` must hold ±1 numbers or packed uint8 codes, got dtype {codes.dtype}.")
+    return codes, "signed"
+
+
+def _signed_bits(codes, name):
+    """The bits (True for +1) of ±1 codes, checked to hold nothing else."""
+    bits = codes == 1
+    valid = codes == -1
+    if not np.logical_or(valid, bits, out=valid).all():
+        raise ValueError(
+            f"`{name}` must be binary ±1 codes (or packed uint8 codes); it holds other values, "
+            "e.g. {0, 1} bits (convert with 2 * bits - 1) or real-valued outputs (binarize with sign first)."
+        )
+    return bits
+
+
 def as_bits(codes, name):
     """Returns ``codes`` as a numpy bool matrix of bits (True for +1); packed uint8 codes are unpacked (padding
     bits read as False).
@@ -38,31 +75,10 @@ def as_bits(codes, name):
             uint8 codes.
         name: the argument's name, used in error messages.
     """
-    codes = _as_array(codes, name)
-    if codes.ndim != 2:
-        raise ValueError(f"`{name}` must be a 2-D matrix (samples × bits), got shape {codes.shape}.")
-    if codes.shape[0] == 0:
-        raise ValueError(f"`{name}` is empty: it holds no codes.")
-    if codes.dtype == np.uint8:
-        if not (codes > 1).any():
-            raise ValueError(
-                f"`{name}` is a uint8 matrix of only 0s and 1s: {{0, 1}} bits, or packed codes? tfhash reads "
-                f"uint8 codes as packed bytes (8 bits each, `tfhash.codes.pack_codes`), which would make these "
-                f"{8 * codes.shape[1]} bits. Pass bits as bool (`bits.astype(bool)`) or as ±1 codes "
-                "(`2 * bits - 1`); packed codes whose bytes happen to be only 0 and 1: unpack them first "
-                "(`tfhash.codes.unpack_codes(codes, num_bits)`)."
-            )
+    codes, form = _code_form(codes, name)
+    if form == "packed":
         return np.unpackbits(codes, axis=1).astype(bool)
-    if codes.dtype == bool:
-        return codes
-    if codes.dtype.kind not in "iuf":
-        raise ValueError(f"`{name}` must hold ±1 numbers or packed uint8 codes, got dtype {codes.dtype}.")
-    if not ((codes == 1) | (codes == -1)).all():
-        raise ValueError(
-            f"`{name}` must be binary ±1 codes (or packed uint8 codes); it holds other values, "
-            "e.g. {0, 1} bits (convert with 2 * bits - 1) or real-valued outputs (binarize with sign first)."
-        )
-    return codes > 0
+    return codes if form == "bits" else _signed_bits(codes, name)
 
 
 def as_signed_codes(codes, name):
@@ -70,23 +86,73 @@ def as_signed_codes(codes, name):
     return tf.constant(np.where(as_bits(codes, name), np.float32(1), np.float32(-1)))
 
 
-def as_bit_pair(query_codes, db_codes):
-    """Validates a query / database pair of codes; returns their bits (numpy bool matrices, `as_bits`)."""
+def _words_of_bytes(packed):
+    """Packed bytes (n, B) as int64 words (n, ⌈B/8⌉), 8 bytes a word, the last one padded with zeros."""
+    if packed.shape[1] % 8:
+        packed = np.pad(packed, [(0, 0), (0, -packed.shape[1] % 8)])
+    return np.ascontiguousarray(packed).view(np.int64)
+
+
+def word_bits(bits):
+    """A bool matrix (n, K) packed into int64 words (n, ⌈K/64⌉), numpy: numpy.packbits' bytes, 8 to a word
+    (padding bits 0)."""
+    return _words_of_bytes(np.packbits(np.asarray(bits, bool), axis=1))
+
+
+# Rows of ±1 codes checked and packed at once by `as_words`: their temporaries stay in the cache.
+_CHUNK_ROWS = 4096
+
+
+def as_words(codes, name):
+    """(words, K): ``codes`` (in any form `as_bits` reads, checked as it does) as int64 words (n, ⌈K/64⌉), numpy,
+    laid out as `word_bits` packs `as_bits`; K bits. Packed codes are read as words directly, and ±1 codes are
+    checked and packed by blocks of rows, without the full-size temporaries of `as_bits`."""
+    codes, form = _code_form(codes, name)
+    if form == "packed":
+        return _words_of_bytes(codes), 8 * codes.shape[1]
+    if form == "bits":
+        return word_bits(codes), codes.shape[1]
+    packed = np.empty((codes.shape[0], -(-codes.shape[1] // 8)), np.uint8)
+    for start in range(0, codes.shape[0], _CHUNK_ROWS):
+        rows = slice(start, start + _CHUNK_ROWS)
+        packed[rows] = np.packbits(_signed_bits(codes[rows], name), axis=1)
+    return _words_of_bytes(packed), codes.shape[1]
+
+
+def _as_pair(query_codes, db_codes, convert):
+    """(query, database, K): ``convert(codes, name)`` of each, checked to be in the same form (both packed or
+    neither) and of the same code length K; convert returns its result and the code length."""
     query_codes, db_codes = _as_array(query_codes, "query_codes"), _as_array(db_codes, "db_codes")
     query_packed, db_packed = query_codes.dtype == np.uint8, db_codes.dtype == np.uint8
-    query = as_bits(query_codes, "query_codes")
-    database = as_bits(db_codes, "db_codes")
+    query, query_bits = convert(query_codes, "query_codes")
+    database, db_bits = convert(db_codes, "db_codes")
     if query_packed != db_packed:
         raise ValueError(
             "`query_codes` and `db_codes` must both be packed uint8 codes or both ±1 codes; "
             f"got {'packed' if query_packed else '±1'} queries and {'packed' if db_packed else '±1'} database codes."
         )
-    if query.shape[1] != database.shape[1]:
+    if query_bits != db_bits:
         raise ValueError(
-            f"`query_codes` and `db_codes` must have the same code length; got {query.shape[1]} and "
-            f"{database.shape[1]} {'bits' if not query_packed else 'bits after unpacking'}."
+            f"`query_codes` and `db_codes` must have the same code length; got {query_bits} and "
+            f"{db_bits} {'bits' if not query_packed else 'bits after unpacking'}."
         )
-    return query, database
+    return query, database, query_bits
+
+
+def as_bit_pair(query_codes, db_codes):
+    """Validates a query / database pair of codes; returns their bits (numpy bool matrices, `as_bits`)."""
+
+    def convert(codes, name):
+        bits = as_bits(codes, name)
+        return bits, bits.shape[1]
+
+    return _as_pair(query_codes, db_codes, convert)[:2]
+
+
+def as_word_pair(query_codes, db_codes):
+    """Validates a query / database pair of codes as `as_bit_pair` does; returns (query words, database words,
+    code length K), the words numpy int64 (`as_words`)."""
+    return _as_pair(query_codes, db_codes, as_words)
 
 
 def as_labels(labels, name, num_codes):
@@ -109,11 +175,12 @@ def as_labels(labels, name, num_codes):
         if not (np.issubdtype(labels.dtype, np.integer) or np.all(labels == np.round(labels))):
             raise ValueError(f"`{name}` given as a vector must hold integer class ids.")
         return labels.astype(np.int64), False
-    if not np.all((labels == 0) | (labels == 1)):
+    bits = labels == 1
+    if np.count_nonzero(labels) != np.count_nonzero(bits):  # an entry other than 0 and 1 (NaN included)
         raise ValueError(
             f"`{name}` given as a matrix must be multi-hot (0/1 entries); for class ids pass a vector of shape (n,)."
         )
-    return labels == 1, True
+    return bits, True
 
 
 def as_label_pair(query_labels, db_labels, num_queries, num_db):

@@ -41,7 +41,7 @@ import os
 import tensorflow as tf
 
 from tfhash._validation import check_int
-from tfhash.metrics._inputs import TIE_RULES, as_bit_pair, as_label_pair, check_ties
+from tfhash.metrics._inputs import TIE_RULES, as_label_pair, as_word_pair, check_ties
 from tfhash.metrics.hamming import packed_words, word_distances, word_hamming
 
 # Pairs per block on a CPU (see `_blockwise`), measured on the CIFAR-10 and NUS-WIDE shapes, 2 cores: 2²² where
@@ -465,10 +465,10 @@ class _Retrieval:
     """Validated codes and labels of one query / database pair, packed into int64 words, evaluated by blocks."""
 
     def __init__(self, query_codes, db_codes, query_labels, db_labels, query_block_size):
-        query, database = as_bit_pair(query_codes, db_codes)
-        self.num_queries, self.num_db = query.shape[0], database.shape[0]
-        self.num_bins = query.shape[1] + 1
-        self.query_words, self.db_words = packed_words(query), packed_words(database)
+        query_words, db_words, num_bits = as_word_pair(query_codes, db_codes)
+        self.num_queries, self.num_db = query_words.shape[0], db_words.shape[0]
+        self.num_bins = num_bits + 1
+        self.query_words, self.db_words = tf.constant(query_words), tf.constant(db_words)
         query_labels, db_labels, self.multi_label = as_label_pair(
             query_labels, db_labels, self.num_queries, self.num_db
         )
