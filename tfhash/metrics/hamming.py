@@ -1,6 +1,5 @@
 """Hamming distance between binary codes."""
 
-import numpy as np
 import tensorflow as tf
 
 from tfhash.metrics._inputs import as_word_pair, word_bits

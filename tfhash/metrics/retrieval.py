@@ -26,12 +26,12 @@ closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`, its 
 pass), of every item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. For a top k
 of 128 or more, the candidates come without a histogram of every pair: a strided sample of the database bounds
 each query's cut distance (`_Retrieval.cut_bounds`, its own graph loop before the blocks), a fused pass marks
-the pairs within the bound as bits, and a second one lists them and computes the keys of only those (`_stable_top_sampled`). Block
-memory is reused from block to block; peak extra memory is the outputs' and a few blocks' (0.10–0.18 GB on
-CIFAR-10- and NUS-WIDE-sized problems, benchmarks/retrieval_metrics.py). Each function is traced once per code
-length and label form, whatever the sizes; XLA compiles a fused pass once per new block shape, and the passes
-over a block's candidates or relevant items once per eighth or quarter of an octave of their number (about 0.1 s
-each).
+the pairs within the bound as bits, and a second one lists them and computes the keys of only those
+(`_stable_top_sampled`). Block memory is reused from block to block; peak extra memory is the outputs' and a few
+blocks' (0.10–0.18 GB on CIFAR-10- and NUS-WIDE-sized problems, benchmarks/retrieval_metrics.py). Each function
+is traced once per code length and label form, whatever the sizes, without AutoGraph; every block has the same
+rows, so XLA compiles a fused pass once per problem shape, and the passes over a block's candidates or relevant
+items once per eighth or quarter of an octave of their number (0.1–0.3 s each).
 """
 
 import functools
@@ -490,7 +490,10 @@ class _Retrieval:
         labels = _WORDS if self.multi_label else _VECTOR
         run = _traced_once(
             _blockwise,
-            (_WORDS, _WORDS, labels, labels, (_VECTOR,) * len(row_inputs), (_WORDS,) * len(db_inputs), _SCALAR, _VECTOR),
+            (
+                _WORDS, _WORDS, labels, labels, (_VECTOR,) * len(row_inputs), (_WORDS,) * len(db_inputs), _SCALAR,
+                _VECTOR,
+            ),
             summary=summary,
             num_bins=self.num_bins,
             dtypes=dtypes,
