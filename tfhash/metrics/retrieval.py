@@ -155,8 +155,10 @@ def _set_bit(words, index):
 def _keys_of_marked(slot_base, marks, starts, query_words, db_words, query_labels, db_labels, num_bins):
     """Pair keys (`_pair_keys`) and distances, int32 (p,) each, of the pairs marked in `marks` (`_marked_words`),
     one per slot, in row-major pair order: slot s holds the mark of word w = slot_words[s] whose rank among that
-    word's marks is s - starts[w] (starts: the marks before each word, flat). Slots past the marks hold garbage.
-    One fused XLA pass: the mark's bit, then gathers of the pair's words and labels."""
+    word's marks is s - starts[w] (starts: the marks before each word, flat), w being the number of words that
+    start at or before s, less one. `slot_base`: int32 zeros (p,), whose length sets the slots (a static shape
+    for XLA, padded past the marks; the padding slots hold garbage). One fused XLA pass: each slot's word and
+    bit, then gathers of the pair's words and labels."""
     num_words = tf.shape(marks)[1]
     slot_words = tf.cumsum(tf.tensor_scatter_nd_add(slot_base, starts[:, None], tf.ones_like(starts))) - 1
     rank = tf.range(tf.shape(slot_words)[0]) - tf.gather(starts, slot_words)
