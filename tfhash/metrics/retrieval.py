@@ -19,10 +19,10 @@ last database item.
 
 Computation and memory: codes are validated and packed 64 bits to an int64 word in numpy, and queries are
 processed in blocks of ``query_block_size`` rows (by default ⌊2²² / n_db⌋ on a CPU, ⌊2²⁰ / n_db⌋ for the stable
-ranking of the whole database, ⌊2²⁴ / n_db⌋ on a GPU, at least 1), all in one graph loop (`_blockwise`) that
-runs a few blocks at once. Per block, one fused XLA pass (XOR, population count, label overlap) writes each
-pair's histogram bin, and one bincount gives the per-distance counts, from which ``ties="average"`` follows in
-closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`, its per-item arithmetic one more XLA
+ranking of the whole database, ⌊2²⁴ / n_db⌋ for a top k of 128 or more and on a GPU, at least 1), all in one
+graph loop (`_blockwise`) that runs a few blocks at once. Per block, one fused XLA pass (XOR, population count,
+label overlap) writes each pair's histogram bin, and one bincount gives the per-distance counts, from which
+``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`, its per-item arithmetic one more XLA
 pass), of every item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. For a top k
 of 128 or more, the candidates come without a histogram of every pair: a strided sample of the database bounds
 each query's cut distance (`_Retrieval.cut_bounds`, its own graph loop before the blocks), a fused pass marks
@@ -45,13 +45,16 @@ from tfhash.metrics._inputs import TIE_RULES, as_label_pair, as_word_pair, check
 from tfhash.metrics.hamming import packed_words, word_distances, word_hamming
 
 # Pairs per block on a CPU (see `_blockwise`), measured on the CIFAR-10 and NUS-WIDE shapes, 2 cores: 2²² where
-# one fused pass reduces a block's pairs to few outputs (the histograms of mAP@all with averaged ties, the top k's
-# candidates), as larger blocks amortise each block's few dozen TF ops (2²⁰ → 2²²: mAP@1000 10–13 % and mAP@all
-# 10–20 % faster); 2²⁰ where every pair goes through several TF ops (the stable ranking of the whole database:
-# 2²² was 33 % slower; the sample's histogram of the top k's cut bound: 1.3×). A GPU's allocator keeps its
-# memory and each block costs kernel launches, so there blocks are larger (not measured: no GPU has been lent).
+# one fused pass reduces a block's pairs to an int32 key each (the histograms of mAP@all with averaged ties; 2²⁰ →
+# 2²²: 10–20 % faster, 2²³: 1.3× slower); 2²⁴ where it reduces them to a bit each (the sampled top k's marks:
+# 2²² → 2²⁴, 0.87–0.94× and 0.94–0.96× the time of the top 1000; 2²⁵, 0.93× and 1.0×), as larger blocks amortise
+# each block's few dozen TF ops; 2²⁰ where every pair goes through several TF ops (the stable ranking of the whole
+# database: 2²² was 33 % slower; the sample's histogram of the top k's cut bound: 1.3×). A GPU's allocator keeps
+# its memory and each block costs kernel launches, so there blocks are larger (not measured: no GPU has been
+# lent).
 _ON_GPU = bool(tf.config.list_physical_devices("GPU"))
 _BLOCK_ELEMENTS = 2**24 if _ON_GPU else 2**22
+_MARKED_BLOCK_ELEMENTS = 2**24
 _PAIRWISE_BLOCK_ELEMENTS = 2**24 if _ON_GPU else 2**20
 _WORDS = tf.TensorSpec([None, None], tf.int64)
 _MATRIX = tf.TensorSpec([None, None], tf.int32)
@@ -543,7 +546,7 @@ class _Retrieval:
             summary, row_inputs, block_elements = _stable_all, (), _PAIRWISE_BLOCK_ELEMENTS
         elif ordered[-1] >= 2 * _SAMPLE_ITEMS_AT_CUT:
             summary, row_inputs = _stable_top_sampled, (self.cut_bounds(ordered[-1]),)
-            db_inputs = (_interleaved(self.db_words),)
+            db_inputs, block_elements = (_interleaved(self.db_words),), _MARKED_BLOCK_ELEMENTS
         else:
             summary, row_inputs = _stable_top, ()
         ap, hits_at = self.summarise(
@@ -672,7 +675,7 @@ def average_precision(
         ties: "average" (expected AP over all orders of tied items, closed form) or "stable" (ties ranked by
             database index).
         query_block_size: queries evaluated together; None picks ⌊2²² / n_db⌋ (⌊2²⁰ / n_db⌋ for the stable
-            ranking of the whole database, ⌊2²⁴ / n_db⌋ on a GPU; bounds peak memory).
+            ranking of the whole database, ⌊2²⁴ / n_db⌋ for its top k ≥ 128 and on a GPU; bounds peak memory).
 
     Returns:
         float64 tensor (n_query,).
