@@ -19,19 +19,20 @@ last database item.
 
 Computation and memory: codes are validated and packed 64 bits to an int64 word in numpy, and queries are
 processed in blocks of ``query_block_size`` rows (by default ⌊2²² / n_db⌋ on a CPU, ⌊2²⁰ / n_db⌋ for the stable
-ranking of the whole database, ⌊2²⁴ / n_db⌋ for a top k of 128 or more and on a GPU, at least 1), all in one
-graph loop (`_blockwise`) that runs a few blocks at once. Per block, one fused XLA pass (XOR, population count,
-label overlap) writes each pair's histogram bin, and one bincount gives the per-distance counts, from which
-``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`, its per-item arithmetic one more XLA
-pass), of every item for ``top_k=None`` and of the candidates up to the top-k cut distance otherwise. For a top k
-of 128 or more, the candidates come without a histogram of every pair: a strided sample of the database bounds
-each query's cut distance (`_Retrieval.cut_bounds`, its own graph loop before the blocks), a fused pass marks
-the pairs within the bound as bits, and a second one lists them and computes the keys of only those
-(`_stable_top_sampled`). Block memory is reused from block to block; peak extra memory is the outputs' and a few
-blocks' (0.10–0.18 GB on CIFAR-10- and NUS-WIDE-sized problems, benchmarks/retrieval_metrics.py). Each function
-is traced once per code length and label form, whatever the sizes, without AutoGraph; every block has the same
-rows, so XLA compiles a fused pass once per problem shape, and the passes over a block's candidates or relevant
-items once per eighth or quarter of an octave of their number (0.1–0.3 s each).
+ranking of the whole database, ⌊2²⁴ / n_db⌋ for a top k of 128 or more and on a GPU, at least 1), all in one graph
+loop (`_blockwise`) that runs a few blocks at once. Per block, one fused XLA pass (XOR, population count, label
+overlap) writes each pair's histogram bin, and one bincount gives the per-distance counts, from which
+``ties="average"`` follows in closed form; ``ties="stable"`` ranks by a counting sort (`_stable_summary`, its
+per-item arithmetic one more XLA pass), of every item for ``top_k=None`` and of the candidates up to the top-k cut
+distance otherwise. For a top k of 128 or more, the candidates come without a histogram of every pair: a strided
+sample of the database bounds each query's cut distance (`_Retrieval.cut_bounds`, its own graph loop before the
+blocks), a fused pass marks the pairs within the bound as bits, and a second one lists them and computes the keys
+of only those (`_stable_top_sampled`). Block memory is reused from block to block; peak extra memory is the
+outputs' and a few blocks' (0.10–0.18 GB on CIFAR-10- and NUS-WIDE-sized problems,
+benchmarks/retrieval_metrics.py). Each function is traced once per code length and label form, whatever the sizes,
+without AutoGraph; every block has the same rows, so XLA compiles a fused pass once per problem shape, and the
+passes over a block's candidates or relevant items once per eighth or quarter of an octave of their number
+(0.1–0.3 s each).
 """
 
 import functools
