@@ -299,13 +299,14 @@ def test_marked_words_and_their_keys_match_the_pairs_within_the_bounds(num_db):
     assert int(total) == within.sum()
     keys_of = retrieval._compiled(retrieval._keys_of_marked, tf.constant(query_labels), num_bins=71)
     keys, key_distances = keys_of(
-        tf.zeros([int(total) + 7], tf.int32), marks, starts, query_words, db_words,
+        tf.zeros([int(total) + 7, 0], tf.int32), total, marks, starts, query_words, db_words,
         tf.constant(query_labels, tf.int32), tf.constant(db_labels, tf.int32),
     )
     rows, items = np.nonzero(within)
     relevant = query_labels[rows] == db_labels[items]
-    np.testing.assert_array_equal(key_distances.numpy()[: int(total)], distances[rows, items])
-    np.testing.assert_array_equal(keys.numpy()[: int(total)], rows * 142 + 2 * distances[rows, items] + relevant)
+    # The marked pairs, then 7 padding slots past every histogram bin and distance.
+    np.testing.assert_array_equal(key_distances.numpy(), np.append(distances[rows, items], [71] * 7))
+    np.testing.assert_array_equal(keys.numpy(), np.append(rows * 142 + 2 * distances[rows, items] + relevant, [710] * 7))
 
 
 def test_count_below_is_searchsorted_left_for_every_length():

@@ -156,24 +156,33 @@ def _set_bit(words, index):
     return position
 
 
-def _keys_of_marked(slot_base, marks, starts, query_words, db_words, query_labels, db_labels, num_bins):
-    """Pair keys (`_pair_keys`) and distances, int32 (p,) each, of the pairs marked in `marks` (`_marked_words`),
-    one per slot, in row-major pair order: slot s holds the mark of word w = slot_words[s] whose rank among that
-    word's marks is s - starts[w] (starts: the marks before each word, flat), w being the number of words that
-    start at or before s, less one. `slot_base`: int32 zeros (p,), whose length sets the slots (a static shape
-    for XLA, padded past the marks; the padding slots hold garbage). One fused XLA pass: each slot's word and
-    bit, then gathers of the pair's words and labels."""
-    num_words = tf.shape(marks)[1]
-    slot_words = tf.cumsum(tf.tensor_scatter_nd_add(slot_base, starts[:, None], tf.ones_like(starts))) - 1
-    rank = tf.range(tf.shape(slot_words)[0]) - tf.gather(starts, slot_words)
-    bit = _set_bit(tf.gather(tf.reshape(marks, [-1]), slot_words), rank)
+def _keys_of_marked(slots, num_marks, marks, starts, query_words, db_words, query_labels, db_labels, num_bins):
+    """Pair keys (`_pair_keys`) and distances, int32 (p,) each, of the `num_marks` pairs marked in `marks`
+    (`_marked_words`), one per slot, in row-major pair order, then padding: keys b·2(K + 1) (past every bin) and
+    distances K + 1 (past every distance).
+
+    Slot s holds the mark of word w = slot_words[s] whose rank among that word's marks is s - starts[w] (starts:
+    the marks before each word, flat), w being the number of words that start at or before s, less one.
+    `slots`: an empty int32 tensor (p, 0), whose shape sets the slots (a static shape for XLA, padded past the
+    marks) without allocating them. One fused XLA pass: each slot's word and bit, then gathers of the pair's
+    words and labels.
+    """
+    num_rows, num_words = tf.shape(marks)[0], tf.shape(marks)[1]
+    slot = tf.range(tf.shape(slots)[0])
+    word_starts = tf.tensor_scatter_nd_add(tf.zeros_like(slot), starts[:, None], tf.ones_like(starts))
+    slot_words = tf.cumsum(word_starts) - 1
+    bit = _set_bit(tf.gather(tf.reshape(marks, [-1]), slot_words), slot - tf.gather(starts, slot_words))
     rows = slot_words // num_words
     items = tf.minimum(64 * (slot_words - rows * num_words) + bit, tf.shape(db_words)[0] - 1)
     distances = word_distances(tf.gather(query_words, rows), tf.gather(db_words, items))
     relevant = _share_a_label(
         tf.gather(query_labels, rows), tf.gather(db_labels, items), multi_hot=query_labels.shape.rank == 2
     )
-    return _key(rows, distances, relevant, num_bins), distances
+    marked = slot < num_marks
+    return (
+        tf.where(marked, _key(rows, distances, relevant, num_bins), num_rows * 2 * num_bins),
+        tf.where(marked, distances, num_bins),
+    )
 
 
 def _relevant_counts(query_labels, db_labels):
@@ -189,7 +198,7 @@ def _compiled(graph, query_labels, num_bins=None, **static):
         _pair_keys: (_WORDS, _WORDS, labels, labels),
         _marked_words: (_WORDS, _WORDS, _WORDS, _VECTOR),
         _distance_keys: (_WORDS, _WORDS),
-        _keys_of_marked: (_VECTOR, _WORDS, _VECTOR, _WORDS, _WORDS, labels, labels),
+        _keys_of_marked: (_MATRIX, _SCALAR, _WORDS, _VECTOR, _WORDS, _WORDS, labels, labels),
         _relevant_counts: (labels, labels),
     }[graph]
     if num_bins is not None:
@@ -237,7 +246,8 @@ def _blockwise(
 
 
 def _bin_counts(keys, num_bins, rows):
-    """Items and relevant items per (query, distance), int32 (rows, K + 1) each: one bincount of the pair keys."""
+    """Items and relevant items per (query, distance), int32 (rows, K + 1) each: one bincount of the pair keys
+    (keys past the last bin, `_keys_of_marked`'s padding, count nowhere, as tf.math.bincount's maxlength)."""
     # The raw op skips tf.math.bincount's extra pass for the maximum.
     counts = tf.raw_ops.Bincount(
         arr=tf.reshape(keys, [-1]), size=rows * 2 * num_bins, weights=tf.zeros([0], tf.int32)
@@ -337,7 +347,8 @@ def _stable_summary(keys, distances, counts, relevant, ranks, num_bins):
 
     Args:
         keys, distances: pair keys and distances of the items to rank, flat in row-major order (database order
-            within a row); every item ranked before any of them in its row must be among them.
+            within a row); every item ranked before any of them in its row must be among them. Items at distance
+            K + 1 are padding, dropped (by the stable partition, without copying the rest).
         counts, relevant: (rows, K + 1) counts of those items, and of the relevant ones, per distance.
 
     A counting sort instead of a comparison sort (TF's sort is ~20× slower here): dynamic_partition keeps each
@@ -346,7 +357,7 @@ def _stable_summary(keys, distances, counts, relevant, ranks, num_bins):
     place in that order plus a per-group offset from the histogram; only relevant items are followed further,
     in `_relevant_ranks_summary`.
     """
-    ranked = tf.concat(tf.dynamic_partition(keys, distances, num_bins), axis=0)
+    ranked = tf.concat(tf.dynamic_partition(keys, distances, num_bins + 1)[:num_bins], axis=0)
     position = tf.cast(tf.where(tf.bitwise.bitwise_and(ranked, 1))[:, 0], tf.int32)  # non-zero: relevant
     num_relevant = tf.shape(position)[0]
     # Four lengths per octave: a block's relevant items vary widely when the whole database is ranked, and eight
@@ -444,11 +455,10 @@ def _stable_top_sampled(query_words, db_words, query_labels, db_labels, ranks, n
     """
     rows = tf.shape(query_words)[0]
     marks, starts, num_candidates = _compiled(_marked_words, None)(query_words, db_columns, db_words, bounds)
-    slot_base = tf.zeros([_padded_length(num_candidates, steps_per_octave=8)], tf.int32)
+    slots = tf.zeros([_padded_length(num_candidates, steps_per_octave=8), 0], tf.int32)
     candidate_keys, distances = _compiled(_keys_of_marked, query_labels, num_bins)(
-        slot_base, marks, starts, query_words, db_words, query_labels, db_labels
+        slots, num_candidates, marks, starts, query_words, db_words, query_labels, db_labels
     )
-    candidate_keys, distances = candidate_keys[:num_candidates], distances[:num_candidates]
     counts, relevant = _bin_counts(candidate_keys, num_bins, rows)
     covered = tf.gather(tf.cumsum(counts, axis=1), bounds, batch_dims=1) >= ranks[-1]
 
