@@ -88,15 +88,21 @@ def as_signed_codes(codes, name):
 
 def _words_of_bytes(packed):
     """Packed bytes (n, B) as int64 words (n, ⌈B/8⌉), 8 bytes a word, the last one padded with zeros."""
-    if packed.shape[1] % 8:
-        packed = np.pad(packed, [(0, 0), (0, -packed.shape[1] % 8)])
-    return np.ascontiguousarray(packed).view(np.int64)
+    if packed.shape[1] % 8 == 0:
+        return np.ascontiguousarray(packed).view(np.int64)
+    words = np.zeros((packed.shape[0], -(-packed.shape[1] // 8) * 8), np.uint8)
+    words[:, : packed.shape[1]] = packed
+    return words.view(np.int64)
 
 
 def word_bits(bits):
     """A bool matrix (n, K) packed into int64 words (n, ⌈K/64⌉), numpy: numpy.packbits' bytes, 8 to a word
-    (padding bits 0)."""
-    return _words_of_bytes(np.packbits(np.asarray(bits, bool), axis=1))
+    (padding bits 0). The rows are padded to whole words first and packed as one flat array: for short rows (21
+    labels) packbits along an axis took 2.3× as long."""
+    bits = np.asarray(bits, bool)
+    padded = np.zeros((bits.shape[0], -(-bits.shape[1] // 64) * 64), bool)
+    padded[:, : bits.shape[1]] = bits
+    return np.packbits(padded.reshape(-1)).view(np.int64).reshape(padded.shape[0], padded.shape[1] // 64)
 
 
 # Rows of ±1 codes checked and packed at once by `as_words`: their temporaries stay in the cache.
