@@ -19,16 +19,16 @@ def packed_words(bits):
     return tf.constant(word_bits(bits))
 
 
-def word_distances(words, other_words):
-    """Hamming distances as int32 between packed words of the same (broadcast) shape, over the last axis: XOR,
+def word_distances(words, other_words, dtype=tf.int32):
+    """Hamming distances as `dtype` between packed words of the same (broadcast) shape, over the last axis: XOR,
     then a population count per word."""
     differing = tf.bitwise.bitwise_xor(words, other_words)
-    return tf.reduce_sum(tf.cast(tf.raw_ops.PopulationCount(x=differing), tf.int32), axis=-1)
+    return tf.reduce_sum(tf.cast(tf.raw_ops.PopulationCount(x=differing), dtype), axis=-1)
 
 
-def word_hamming(query_words, db_words):
-    """Hamming distances (b, n_db) as int32 between every query's and every database item's packed words."""
-    return word_distances(query_words[:, None, :], db_words[None, :, :])
+def word_hamming(query_words, db_words, dtype=tf.int32):
+    """Hamming distances (b, n_db) as `dtype` between every query's and every database item's packed words."""
+    return word_distances(query_words[:, None, :], db_words[None, :, :], dtype)
 
 
 # XLA fuses the XOR, the population count and the sum into one pass writing only the int32 result. Measured on
