@@ -129,7 +129,7 @@ def _marked_words(query_words, db_columns, db_words, bounds):
     of the output, and as fast as 64 comparisons unrolled into each word, which took 1.3 s to compile (this 0.25 s);
     a reduction over the 64 bit positions ran 3× slower. The distances are compared as int64, the population
     counts' width (as int32, the pass took 1.2× as long: the vectorised loop narrowed every count first), and the
-    padding items are unmarked once per word, not per pair.
+    padding items are unmarked once per byte, not per pair.
     """
     num_rows, num_bytes = tf.shape(query_words)[0], tf.shape(db_columns)[0] // 8
     columns = tf.reshape(db_columns, [8, num_bytes, -1])
@@ -138,12 +138,12 @@ def _marked_words(query_words, db_columns, db_words, bounds):
     for bit in range(8):
         within = word_hamming(query_words, columns[bit], tf.int64) <= bounds
         marks = tf.bitwise.bitwise_or(marks, tf.bitwise.left_shift(tf.cast(within, tf.uint8), bit))
+    # Items 8k + j ≥ n_db are padding: byte k keeps its low min(n_db - 8k, 8) bits (fused into the pass; a mask
+    # per word after the bitcast cost a pass of its own).
+    items = tf.clip_by_value(tf.shape(db_words)[0] - 8 * tf.range(num_bytes), 0, 8)
+    marks = tf.bitwise.bitwise_and(marks, tf.cast(tf.bitwise.left_shift(1, items) - 1, tf.uint8)[None, :])
     # Little-endian (every platform TF builds for): byte k holds bits 8k to 8k + 7.
     marks = tf.bitcast(tf.reshape(marks, [num_rows, -1, 8]), tf.int64)
-    # Items 64c + j ≥ n_db are padding: each word keeps its low min(n_db - 64c, 64) bits.
-    items = tf.cast(tf.shape(db_words)[0], tf.int64) - 64 * tf.range(tf.shape(marks)[1], dtype=tf.int64)
-    kept = tf.where(items >= 64, tf.constant(-1, tf.int64), tf.bitwise.left_shift(tf.constant(1, tf.int64), items) - 1)
-    marks = tf.bitwise.bitwise_and(marks, kept[None, :])
     counts = tf.reshape(tf.cast(tf.raw_ops.PopulationCount(x=marks), tf.int32), [-1])
     return marks, tf.cumsum(counts, exclusive=True), tf.reduce_sum(counts)
 
