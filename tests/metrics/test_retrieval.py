@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -306,7 +310,8 @@ def test_marked_words_and_their_keys_match_the_pairs_within_the_bounds(num_db):
     relevant = query_labels[rows] == db_labels[items]
     # The marked pairs, then 7 padding slots past every histogram bin and distance.
     np.testing.assert_array_equal(key_distances.numpy(), np.append(distances[rows, items], [71] * 7))
-    np.testing.assert_array_equal(keys.numpy(), np.append(rows * 142 + 2 * distances[rows, items] + relevant, [710] * 7))
+    expected_keys = rows * 142 + 2 * distances[rows, items] + relevant
+    np.testing.assert_array_equal(keys.numpy(), np.append(expected_keys, [710] * 7))
 
 
 def test_count_below_is_searchsorted_left_for_every_length():
@@ -660,3 +665,36 @@ def test_tiny_database_with_many_queries():
     for ties in ["average", "stable"]:
         ap = average_precision(query, np.ones((1, 8)), labels, [1], ties=ties).numpy()
         np.testing.assert_array_equal(ap, (labels == 1).astype(float))
+
+
+_COMPILES_PER_PROBLEM = """
+import os, sys
+import numpy as np
+from tfhash.metrics import mean_average_precision
+
+def problem(seed):
+    rng = np.random.default_rng(seed)
+    prototypes = rng.choice([-1.0, 1.0], size=(5, 32))
+    labels = rng.integers(0, 5, 5160)
+    codes = prototypes[labels] * np.where(rng.random((5160, 32)) < 0.3, -1.0, 1.0)
+    return codes[:160], codes[160:], labels[:160], labels[160:]
+
+for seed in (0, 1, 2):
+    mean_average_precision(*problem(seed), top_k=200, ties="stable", query_block_size=16)
+    print(sum(name.endswith("before_optimizations.txt") for name in os.listdir(sys.argv[1])))
+"""
+
+
+def test_new_problems_of_the_same_shapes_compile_nothing_new(tmp_path):
+    # Every XLA pass takes its variable lengths padded to buckets, so three problems of the same shapes (10 blocks
+    # of 16 queries each, the sampled top 200) share their compilations: an XLA dump, in a fresh process, counts
+    # them. A pass fed a block's candidates unpadded compiled once per block and per problem (16, then +10 and +10
+    # here; 3.8 s on a second NUS-WIDE-shaped problem), which no value test sees.
+    dump = tmp_path / "xla"
+    completed = subprocess.run(
+        [sys.executable, "-c", _COMPILES_PER_PROBLEM, str(dump)], capture_output=True, text=True,
+        env=os.environ | {"XLA_FLAGS": f"--xla_dump_to={dump}", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    first, second, third = map(int, completed.stdout.split())
+    assert first > 0 and second - first <= 1 and third - second <= 1, (first, second, third)

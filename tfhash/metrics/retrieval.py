@@ -28,7 +28,7 @@ distance otherwise. For a top k of 128 or more, the candidates come without a hi
 sample of the database bounds each query's cut distance (`_Retrieval.cut_bounds`, its own graph loop before the
 blocks), a fused pass marks the pairs within the bound as bits, and a second one lists them and computes the keys
 of only those (`_stable_top_sampled`). Block memory is reused from block to block; peak extra memory is the
-outputs' and a few blocks' (0.10–0.18 GB on CIFAR-10- and NUS-WIDE-sized problems,
+outputs' and a few blocks' (0.11–0.23 GB on CIFAR-10- and NUS-WIDE-sized problems,
 benchmarks/retrieval_metrics.py). Each function is traced once per code length and label form, whatever the sizes,
 without AutoGraph; every block has the same rows, so XLA compiles a fused pass once per problem shape, and the
 passes over a block's candidates or relevant items once per eighth or quarter of an octave of their number
