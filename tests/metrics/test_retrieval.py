@@ -670,7 +670,7 @@ def test_tiny_database_with_many_queries():
 _COMPILES_PER_PROBLEM = """
 import os, sys
 import numpy as np
-from tfhash.metrics import mean_average_precision
+from tfhash.metrics import mean_average_precision, precision_recall_by_rank
 
 def problem(seed):
     rng = np.random.default_rng(seed)
@@ -680,16 +680,20 @@ def problem(seed):
     return codes[:160], codes[160:], labels[:160], labels[160:]
 
 for seed in (0, 1, 2):
-    mean_average_precision(*problem(seed), top_k=200, ties="stable", query_block_size=16)
+    data = problem(seed)
+    for top_k in (200, 50, None):  # the sampled top k, the top k from the histogram, every item
+        mean_average_precision(*data, top_k=top_k, ties="stable", query_block_size=16)
+    precision_recall_by_rank(*data, ranks=[10, 100, 1000], ties="stable", query_block_size=16)
     print(sum(name.endswith("before_optimizations.txt") for name in os.listdir(sys.argv[1])))
 """
 
 
-def test_new_problems_of_the_same_shapes_compile_nothing_new(tmp_path):
+def test_new_problems_of_the_same_shapes_compile_almost_nothing_new(tmp_path):
     # Every XLA pass takes its variable lengths padded to buckets, so three problems of the same shapes (10 blocks
-    # of 16 queries each, the sampled top 200) share their compilations: an XLA dump, in a fresh process, counts
-    # them. A pass fed a block's candidates unpadded compiled once per block and per problem (16, then +10 and +10
-    # here; 3.8 s on a second NUS-WIDE-shaped problem), which no value test sees.
+    # of 16 queries each; each stable ranking path) share their compilations, but for a bucket the first did not
+    # reach: an XLA dump, in a fresh process, counts them. A pass fed a block's candidates unpadded compiled once
+    # per block and per problem (+10 per problem for the sampled top 200 alone; 3.8 s on a second NUS-WIDE-shaped
+    # problem), which no value test sees.
     dump = tmp_path / "xla"
     completed = subprocess.run(
         [sys.executable, "-c", _COMPILES_PER_PROBLEM, str(dump)], capture_output=True, text=True,
@@ -697,4 +701,4 @@ def test_new_problems_of_the_same_shapes_compile_nothing_new(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     first, second, third = map(int, completed.stdout.split())
-    assert first > 0 and second - first <= 1 and third - second <= 1, (first, second, third)
+    assert first > 0 and second - first <= 2 and third - second <= 2, (first, second, third)
