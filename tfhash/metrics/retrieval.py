@@ -140,8 +140,8 @@ def _marked_words(query_words, db_columns, db_words, bounds):
         marks = tf.bitwise.bitwise_or(marks, tf.bitwise.left_shift(tf.cast(within, tf.uint8), bit))
     # Items 8k + j ≥ n_db are padding: byte k keeps its low min(n_db - 8k, 8) bits (fused into the pass; a mask
     # per word after the bitcast cost a pass of its own).
-    items = tf.clip_by_value(tf.shape(db_words)[0] - 8 * tf.range(num_bytes), 0, 8)
-    marks = tf.bitwise.bitwise_and(marks, tf.cast(tf.bitwise.left_shift(1, items) - 1, tf.uint8)[None, :])
+    real_items = tf.clip_by_value(tf.shape(db_words)[0] - 8 * tf.range(num_bytes), 0, 8)  # per byte
+    marks = tf.bitwise.bitwise_and(marks, tf.cast(tf.bitwise.left_shift(1, real_items) - 1, tf.uint8)[None, :])
     # Little-endian (every platform TF builds for): byte k holds bits 8k to 8k + 7.
     marks = tf.bitcast(tf.reshape(marks, [num_rows, -1, 8]), tf.int64)
     counts = tf.reshape(tf.cast(tf.raw_ops.PopulationCount(x=marks), tf.int32), [-1])
