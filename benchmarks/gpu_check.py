@@ -22,6 +22,10 @@ stopping the others (a part's output and, where it wrote them, its figures so fa
   hasher fitted on a tfhash training stream of random features for 2 epochs; the number of replicas, the
   per-epoch time and whether the loss stayed finite (else the part fails).
 
+A full run needs TensorFlow's CUDA build (``pip install 'tensorflow[and-cuda]'``) and refuses to start where
+TensorFlow sees no GPU, naming why; benchmarks/README.md ("The GPU check") says why this workplace's lent device
+cannot run it as set up.
+
 The default time limits add up to 7.5 minutes (450 s, plus this driver's start-up); ``--quick`` runs every part
 on tiny sizes to check the script on a CPU (one retrieval metric; Bi-half and CIMON only in the training part),
 most of its time being the parts' start-up and tracing.
@@ -233,6 +237,17 @@ def nvidia_smi():
     return completed.stdout.strip() if completed.returncode == 0 else "no GPU"
 
 
+def no_gpu_message(record):
+    """Why the full check refuses to run: every figure would be the CPU's, recorded as the GPU check's."""
+    found = record["devices"]
+    return (
+        f"gpu_check: TensorFlow {found['tensorflow']} sees no GPU (built with CUDA: {found['built_with_cuda']}; "
+        f"nvidia-smi -L: {record['nvidia_smi']}), so the full check would time the CPU; it stops here.\n"
+        f"Where nvidia-smi lists a GPU, TensorFlow is missing its CUDA 12 libraries: "
+        f"pip install 'tensorflow[and-cuda]=={found['tensorflow']}'. --quick checks the script on a CPU.\n"
+    )
+
+
 def summary(name, record):
     result = record.get("result", {})
     if record["status"] != "ok":
@@ -278,6 +293,8 @@ def main():
 
     start = time.perf_counter()
     record = {"quick": args.quick, "nvidia_smi": nvidia_smi(), "devices": devices(), "parts": {}}
+    if not args.quick and not record["devices"]["gpus"]:
+        parser.exit(2, no_gpu_message(record))
     print(f"TensorFlow {record['devices']['tensorflow']}, visible devices: "
           f"{', '.join(record['devices']['physical_devices'])}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:

@@ -8,10 +8,10 @@
 #
 #   bash benchmarks/gpu_check.sh [--quick] [--output gpu_check.json] [--parts ...] [--limit PART=SECONDS]
 #
-# PYTHON selects the interpreter (default: python).
+# PYTHON selects the interpreter (default: python, else python3).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-python="${PYTHON:-python}"
+python="${PYTHON:-$(command -v python || command -v python3)}"
 
 echo "== device"
 nvidia-smi -L 2>/dev/null || echo "no GPU"

@@ -100,6 +100,20 @@ def test_gpu_check_part_runner_records_results_failures_and_time_outs(tmp_path):
     assert is_gone(child)
 
 
+def test_gpu_check_refuses_a_full_run_where_tensorflow_sees_no_gpu(tmp_path):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("TensorFlow sees a GPU here: the full check would run")
+    output = tmp_path / "gpu_check.json"
+    completed = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--output", str(output)],
+                               capture_output=True, text=True, timeout=300, cwd=BENCHMARKS.parent)
+    assert completed.returncode == 2, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert f"TensorFlow {tf.__version__} sees no GPU" in completed.stderr
+    assert "tensorflow[and-cuda]" in completed.stderr
+    assert "== retrieval" not in completed.stdout and not output.exists()  # no part ran, nothing recorded
+
+
 @pytest.mark.slow
 def test_gpu_check_quick_records_every_part(tmp_path):
     output = tmp_path / "gpu_check.json"
