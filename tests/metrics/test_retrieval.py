@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -265,6 +266,42 @@ def test_padded_length_rounds_up_to_a_step_of_the_octave_hand_worked():
     assert padded == [1024, 1024, 1024, 1152, 1152, 1280, 2048, 2048, 2304, 4608, 2**20, 2**20 + 2**17]
 
 
+def test_padded_rows_hand_worked():
+    from tfhash.metrics.retrieval import _padded_rows
+
+    counts = [1, 8, 9, 64, 65, 4095, 4096, 4097, 50_000, 193_000]
+    # The database: 64 steps an octave, multiples of 64 (steps of 64 up to 8192, then 2^(m-6)).
+    assert [_padded_rows(c, 64, 64) for c in counts] == [
+        64, 64, 64, 64, 128, 4096, 4096, 4160, 50_176, 194_560
+    ]
+    # A lone block's queries: 16 steps an octave, multiples of 8.
+    assert [_padded_rows(c, 16, 8) for c in counts] == [8, 8, 16, 64, 72, 4096, 4096, 4352, 51_200, 196_608]
+
+
+@pytest.mark.parametrize("chunk", [3, 2**16])
+def test_padding_is_subtracted_from_the_histograms_for_any_database_size(monkeypatch, chunk):
+    # The database is padded with copies of its first items' codes (no label) to a bucketed length: counted by
+    # the unmasked histogram pass and subtracted per query (by chunks of queries); masked by the stable ranking.
+    from tfhash.metrics import retrieval
+
+    monkeypatch.setattr(retrieval, "_PADDING_CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    for num_db, bits in [(1, 64), (15, 10), (17, 64), (70, 70), (129, 130), (4097, 33)]:
+        query, database, query_labels, db_labels = clustered_problem(rng, 10, num_db, bits, flip=0.3)
+        assert retrieval._Retrieval(query, database, query_labels, db_labels, None).db_words.shape[0] > num_db
+        distances = reference.hamming(query, database)
+        relevant = reference.relevance(query_labels, db_labels)
+        counts, relevant_counts = distance_histograms(query, database, query_labels, db_labels)
+        for d in range(bits + 1):
+            np.testing.assert_array_equal(counts.numpy()[:, d], (distances == d).sum(1))
+            np.testing.assert_array_equal(relevant_counts.numpy()[:, d], ((distances == d) & relevant).sum(1))
+        np.testing.assert_allclose(  # the tie-averaged AP is a function of the counts
+            average_precision(query, database, query_labels, db_labels, ties="stable").numpy(),
+            reference.stable_average_precision(query, database, query_labels, db_labels),
+            atol=1e-12,
+        )
+
+
 def test_set_bit_finds_each_set_bit_of_a_word_hand_worked_and_random():
     from tfhash.metrics.retrieval import _set_bit
 
@@ -295,7 +332,7 @@ def test_marked_words_and_their_keys_match_the_pairs_within_the_bounds(num_db):
     within = distances <= bounds[:, None]
     query_words, db_words = packed_words(query > 0), packed_words(database > 0)
     marked = retrieval._compiled(retrieval._marked_words, None)
-    marks, starts, total = marked(query_words, retrieval._interleaved(db_words), db_words, tf.constant(bounds))
+    marks, starts, total = marked(query_words, retrieval._interleaved(db_words), num_db, tf.constant(bounds))
     bits = (marks.numpy()[:, :, None].view(np.uint64) >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
     np.testing.assert_array_equal(bits.reshape(5, -1)[:, :num_db].astype(bool), within)
     assert not bits.reshape(5, -1)[:, num_db:].any()  # the padding items
@@ -668,35 +705,47 @@ def test_tiny_database_with_many_queries():
 
 
 _COMPILES_PER_PROBLEM = """
-import os, sys
+import json, os, sys
 import numpy as np
 from tfhash.metrics import mean_average_precision, precision_recall_by_rank
 
-def problem(seed):
+def problem(seed, num_queries, num_db):
     rng = np.random.default_rng(seed)
     prototypes = rng.choice([-1.0, 1.0], size=(5, 32))
-    labels = rng.integers(0, 5, 5160)
-    codes = prototypes[labels] * np.where(rng.random((5160, 32)) < 0.3, -1.0, 1.0)
-    return codes[:160], codes[160:], labels[:160], labels[160:]
+    labels = rng.integers(0, 5, num_queries + num_db)
+    codes = prototypes[labels] * np.where(rng.random((num_queries + num_db, 32)) < 0.3, -1.0, 1.0)
+    return codes[:num_queries], codes[num_queries:], labels[:num_queries], labels[num_queries:]
 
-for seed in (0, 1, 2):
-    data = problem(seed)
+block = json.loads(sys.argv[2])
+for seed, (num_queries, num_db) in enumerate(json.loads(sys.argv[3])):
+    data = problem(seed, num_queries, num_db)
+    mean_average_precision(*data, query_block_size=block)
     for top_k in (200, 50, None):  # the sampled top k, the top k from the histogram, every item
-        mean_average_precision(*data, top_k=top_k, ties="stable", query_block_size=16)
-    precision_recall_by_rank(*data, ranks=[10, 100, 1000], ties="stable", query_block_size=16)
+        mean_average_precision(*data, top_k=top_k, ties="stable", query_block_size=block)
+    precision_recall_by_rank(*data, ranks=[10, 100, 1000], ties="stable", query_block_size=block)
     print(sum(name.endswith("before_optimizations.txt") for name in os.listdir(sys.argv[1])))
 """
 
 
-def test_new_problems_of_the_same_shapes_compile_almost_nothing_new(tmp_path):
-    # Every XLA pass takes its variable lengths padded to buckets, so three problems of the same shapes (10 blocks
-    # of 16 queries each; each stable ranking path) share their compilations, but for a bucket the first did not
-    # reach: an XLA dump, in a fresh process, counts them. A pass fed a block's candidates unpadded compiled once
-    # per block and per problem (+10 per problem for the sampled top 200 alone; 3.8 s on a second NUS-WIDE-shaped
-    # problem), which no value test sees.
+@pytest.mark.parametrize(
+    "block, sizes",
+    [
+        (16, [(160, 5000)] * 3),  # the same shapes: 10 blocks of 16 queries
+        (None, [(153, 3010), (155, 3020), (158, 3035)]),  # the same buckets: one block of 160, a database of 3040
+    ],
+    ids=["same-shapes", "same-buckets"],
+)
+def test_new_problems_of_the_same_padded_shapes_compile_almost_nothing_new(tmp_path, block, sizes):
+    # Every XLA pass takes its variable lengths padded to buckets, so three problems of the same shapes, or of
+    # sizes that pad alike, share their compilations (each metric path), but for a bucket of candidates the first
+    # did not reach: an XLA dump, in a fresh process, counts them. Each compilation holds memory maps for the
+    # life of the process: 710 database sizes, unpadded, crashed one (the kernel's limit of 65,530 maps). A pass
+    # fed a block's candidates unpadded compiled once per block and per problem (+10 per problem for the sampled
+    # top 200 alone; 3.8 s on a second NUS-WIDE-shaped problem). No value test sees either.
     dump = tmp_path / "xla"
     completed = subprocess.run(
-        [sys.executable, "-c", _COMPILES_PER_PROBLEM, str(dump)], capture_output=True, text=True,
+        [sys.executable, "-c", _COMPILES_PER_PROBLEM, str(dump), json.dumps(block), json.dumps(sizes)],
+        capture_output=True, text=True,
         env=os.environ | {"XLA_FLAGS": f"--xla_dump_to={dump}", "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert completed.returncode == 0, completed.stderr
