@@ -751,3 +751,49 @@ def test_new_problems_of_the_same_padded_shapes_compile_almost_nothing_new(tmp_p
     assert completed.returncode == 0, completed.stderr
     first, second, third = map(int, completed.stdout.split())
     assert first > 0 and second - first <= 2 and third - second <= 2, (first, second, third)
+
+
+def random_problem(rng):
+    """A query / database pair of random sizes (1–12,000 items, 1–130 bits), class ids or multi-hot labels, and
+    one of four database layouts: clustered codes, uniform codes, one code for all (every item tied), or near
+    items everywhere but at every s-th one (against the top k's strided sample)."""
+    bits = int(rng.choice([1, 8, 13, 64, 65, 130]))
+    num_db, num_queries = int(rng.choice([1, 63, 129, 1000, 4097, 12_000])), int(rng.integers(1, 60))
+    layout = rng.choice(["clustered", "uniform", "constant", "aliased"])
+    if layout == "clustered":
+        query, database, _, _ = clustered_problem(rng, num_queries, num_db, bits, flip=rng.uniform(0.05, 0.3))
+    else:
+        query, database = random_codes(rng, num_queries, bits), random_codes(rng, num_db, bits)
+        if layout == "constant":
+            query, database = np.ones_like(query), np.ones_like(database)
+        elif layout == "aliased":
+            database[np.arange(num_db) % int(rng.choice([2, 8, 16])) == 0] = -1.0
+            query = np.where(rng.random(query.shape) < 0.05, -1.0, 1.0)
+    if rng.random() < 0.4:
+        query_labels = (rng.random((num_queries, 21)) < 0.15).astype(int)
+        db_labels = (rng.random((num_db, 21)) < 0.15).astype(int)
+    else:
+        query_labels, db_labels = rng.integers(0, 6, num_queries), rng.integers(0, 5, num_db)  # class 5: no item
+    return query, database, query_labels, db_labels
+
+
+@pytest.mark.slow
+def test_stable_metrics_equal_a_per_query_ranking_over_random_problems():
+    # Every path of the stable ranking (the sampled top k and its fallback, the top k from the histogram, every
+    # item), the database's padding and a lone block's padded queries, against numpy's stable argsort per query.
+    rng = np.random.default_rng(2026_12_05)
+    for _ in range(30):
+        query, database, query_labels, db_labels = random_problem(rng)
+        num_db = len(database)
+        top_k = rng.choice([1, 50, 128, 1000, num_db, None])
+        depth = num_db if top_k is None else min(int(top_k), num_db)
+        ranks = sorted({depth, *rng.integers(1, depth + 1, size=3).tolist()})
+        block = None if rng.random() < 0.7 else int(rng.integers(1, 40))
+        arguments = (query, database, query_labels, db_labels)
+        ap = average_precision(*arguments, top_k=top_k, ties="stable", query_block_size=block)
+        np.testing.assert_allclose(ap.numpy(), reference.stable_average_precision(*arguments, top_k=depth), atol=1e-12)
+        precision, _ = precision_recall_by_rank(*arguments, ranks=ranks, ties="stable", query_block_size=block)
+        distances, relevant = reference.hamming(query, database), reference.relevance(query_labels, db_labels)
+        ranked = np.take_along_axis(relevant, np.argsort(distances, axis=1, kind="stable"), axis=1)
+        expected = [ranked[:, :rank].sum(1).mean() / rank for rank in ranks]
+        np.testing.assert_allclose(precision.numpy(), expected, atol=1e-12)
