@@ -535,13 +535,14 @@ class _Retrieval:
         query_labels, db_labels, self.multi_label = as_label_pair(
             query_labels, db_labels, self.num_queries, self.num_db
         )
-        padding = [(0, _padded_rows(self.num_db, steps_per_octave=64, multiple=64) - self.num_db)]
-        copied = np.arange(padding[0][1]) % min(self.num_db, _PADDING_WORDS)
-        db_words = np.concatenate([db_words, db_words[copied]])
+        num_padding = _padded_rows(self.num_db, steps_per_octave=64, multiple=64) - self.num_db
+        # The item each padding item copies (`padding_counts` counts them).
+        self.copied = np.arange(num_padding) % min(self.num_db, _PADDING_WORDS)
+        db_words = np.concatenate([db_words, db_words[self.copied]])
         if self.multi_label:
-            db_labels = np.pad(db_labels, padding + [(0, 0)])  # no class
+            db_labels = np.pad(db_labels, [(0, num_padding), (0, 0)])  # no class
         else:
-            db_labels = np.pad(db_labels, padding, constant_values=-1)  # no class id (they count from 0)
+            db_labels = np.pad(db_labels, (0, num_padding), constant_values=-1)  # no class id (they count from 0)
         pack = packed_words if self.multi_label else tf.constant
         self.query_words, self.db_words = tf.constant(query_words), tf.constant(db_words)
         self.query_labels, self.db_labels = pack(query_labels), pack(db_labels)
@@ -598,7 +599,7 @@ class _Retrieval:
         """The database's padding per (query, distance), int32 (n_query, K + 1), counted in numpy from the
         distances of the few items it copies, by chunks of queries (in the graph loop, per block, it cost
         2–3 % of the tie-averaged mAP on the CIFAR-10 shape; this, about 1 %)."""
-        copies = np.bincount(np.arange(self.db_words.shape[0] - self.num_db) % min(self.num_db, _PADDING_WORDS))
+        copies = np.bincount(self.copied)
         # Unsigned: numpy counts the bits of a signed integer's absolute value.
         query_words = self.query_words.numpy().view(np.uint64)
         copied = self.db_words[: len(copies)].numpy().view(np.uint64)
