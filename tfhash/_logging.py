@@ -19,9 +19,18 @@ record's continuation. The filter is a small child process reading a pipe (this 
 standard library only), so that whatever the import writes before a crash (a FATAL record) still reaches
 stderr. Without ``os.dup2`` (not POSIX), with TensorFlow already imported, or when the child cannot start,
 nothing is filtered.
+
+`keras_step_retracing_quieted` is the other filter: it drops TensorFlow's warning "N out of the last M calls to
+<function TensorFlowTrainer…> triggered tf.function retracing" while a recipe or a search trains and evaluates
+one model after another. TensorFlow counts the traces of every Keras model's step functions together (its
+detector is keyed by the step's code, which all models share), and each new model traces its steps afresh:
+once for training, twice for predict (a full batch, then a last, shorter one, after which ``reduce_retracing``
+generalises the shape). A search of short trials, or a recipe's second code length, reaches the warning's
+threshold with no retracing inside any one model, and the warning's advice does not apply.
 """
 
 import contextlib
+import logging
 import os
 import re
 import subprocess
@@ -142,6 +151,35 @@ def filtered_native_startup_log():
             child.stdin.close()  # the child reads to the end, writes what is left and exits
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=10)
+
+
+class _KerasStepRetracing(logging.Filter):
+    """Drops TensorFlow's frequent-retracing warning when it is about a Keras model's step functions."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "<function TensorFlowTrainer." in message)
+
+
+@contextlib.contextmanager
+def keras_step_retracing_quieted():
+    """Inside the ``with`` block (or the decorated function), TensorFlow's logger drops its "triggered
+    tf.function retracing" warning about Keras's step functions (``TensorFlowTrainer.make_predict_function``,
+    ``_make_function``), which every new model traces afresh (see the module docstring); other warnings,
+    about any other function's retracing among them, pass.
+
+    Example (`tfhash.recipes.runner.fit_and_evaluate`, called once per trial or code length):
+
+    >>> with keras_step_retracing_quieted():
+    ...     model.fit(train, epochs=2)
+    """
+    logger = logging.getLogger("tensorflow")  # tf.get_logger(), without importing TensorFlow here
+    keras_steps = _KerasStepRetracing()
+    logger.addFilter(keras_steps)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keras_steps)
 
 
 def _main(argv):

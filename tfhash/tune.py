@@ -73,6 +73,8 @@ def main(argv=None):
     for flag in ("bits", "max_epochs"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
+    if args.tuner_seed < 0:
+        parser.error(f"--tuner-seed must be an integer >= 0, got {args.tuner_seed}")
     size = int(args.validation_size) if args.validation_size >= 1 else args.validation_size
     started = time.perf_counter()
     hypermodel = RecipeHyperModel(args.recipe, args.config, preset=args.preset, bits=args.bits, seed=args.seed,

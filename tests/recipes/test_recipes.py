@@ -597,6 +597,47 @@ def test_only_tfhash_command_lines_filter_the_start_up_log():
     assert not runs_tfhash_command(["python", "-c", "import tfhash"])
 
 
+def test_models_trained_one_after_another_do_not_warn_of_retracing(monkeypatch):
+    import logging
+
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function
+
+    from tfhash._logging import keras_step_retracing_quieted
+
+    warned = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warned.append(record.getMessage())
+    logger = logging.getLogger("tensorflow")
+    monkeypatch.setattr(logger, "handlers", [handler])
+
+    def fresh_detector():  # TensorFlow warns at most twice per process for the same code: start from none
+        monkeypatch.setattr(polymorphic_function, "_frequent_tracing_detector_manager",
+                            polymorphic_function._FrequentTracingDetectorManager())
+        warned.clear()
+
+    def models_one_after_another():  # as a search's trials: each predict traces a full and a last batch
+        for _ in range(4):
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+            model.predict(np.zeros((40, 3), np.float32), batch_size=32, verbose=0)
+
+    def retracing(name):
+        return [text for text in warned if "triggered tf.function retracing" in text and name in text]
+
+    fresh_detector()
+    models_one_after_another()
+    assert retracing("TensorFlowTrainer.make_predict_function")  # what a recipe's log showed
+    fresh_detector()
+    filters = list(logger.filters)
+    with keras_step_retracing_quieted():
+        models_one_after_another()
+        double = tf.function(lambda x: 2 * x)
+        for size in range(1, 8):  # a function that does retrace on every call is still reported
+            double(tf.zeros([size, size]))
+    assert not retracing("TensorFlowTrainer.") and retracing("<lambda>"), warned
+    assert logger.filters == filters
+    assert inspect.unwrap(runner.fit_and_evaluate) is not runner.fit_and_evaluate  # recipes and searches use it
+
+
 def test_supervision_features_are_the_first_view_or_the_clean_images(bank_dir):
     family = runner.family_of(runner.load_config("hqt_bihalf"))
     settings = runner.resolve(runner.load_config("hqt_bihalf"), "demo", {"image_size": 32})

@@ -17,7 +17,7 @@ import pytest
 from tfhash import tune
 from tfhash.data import FeatureBank, get_protocol, sources
 from tfhash.recipes import families, runner
-from tfhash.tuning import RecipeHyperModel, validation_split
+from tfhash.tuning import RecipeHyperModel, build_tuner, validation_split
 
 # A tiny demo: 8 bits, 32 px, 200 images per split (so 20 validation queries against 180), 1 epoch.
 RECIPE_FLAGS = "--epochs 1 --image-size 32 --limit 200".split()
@@ -157,6 +157,31 @@ def test_bad_searches_are_refused_before_any_data_is_read(search_config, tmp_pat
         RecipeHyperModel("bihalf", bad, preset="demo")
     with pytest.raises(SystemExit):
         tune.main(["bihalf", "--config", str(search_config), "--directory", str(tmp_path)])  # no --trials
+
+
+def test_the_tuner_seed_fixes_the_values_each_tuner_tries(search_config, tmp_path, bank_dir):
+    # Keras-Tuner reads a seed of 0 as "none" and draws one: passed through, tfhash's default seed 0 tried other
+    # values in every run of the same search.
+    hypermodel = RecipeHyperModel("bihalf", search_config, preset="demo", bits=8,
+                                  recipe_flags=RECIPE_FLAGS + ["--bank-dir", bank_dir])
+
+    def first_values(kind, seed, name):
+        tuner = build_tuner(kind, hypermodel, directory=tmp_path, project_name=name, trials=3, max_epochs=3,
+                            seed=seed)
+        trials = [tuner.oracle.create_trial(f"tuner{index}") for index in range(3)]
+        return [(trial.hyperparameters.get("model.gamma"),
+                 trial.hyperparameters.get("demo.optimizer.learning_rate")) for trial in trials]
+
+    for kind in ("random", "bayesian", "hyperband"):
+        first = first_values(kind, 0, f"{kind}_a")
+        assert first_values(kind, 0, f"{kind}_b") == first, kind
+        assert first_values(kind, 1, f"{kind}_c") != first, kind
+    for seed in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="`seed`"):
+            build_tuner("random", hypermodel, directory=tmp_path, project_name="bad", trials=1, seed=seed)
+    with pytest.raises(SystemExit):
+        tune.main(["bihalf", "--config", str(search_config), "--directory", str(tmp_path), "--tuner", "random",
+                   "--trials", "1", "--tuner-seed", "-1"])
 
 
 def free_port():

@@ -46,6 +46,7 @@ import tensorflow as tf
 
 import tfhash
 from tfhash._atomic import write_json
+from tfhash._logging import keras_step_retracing_quieted
 from tfhash.callbacks import RetrievalEvaluation
 from tfhash.data import get_protocol, sources
 from tfhash.metrics import retrieval_report
@@ -508,6 +509,9 @@ def check_finite(arrays, what, hint=""):
             )
 
 
+# A recipe's code lengths and a search's trials are models trained one after another in one process: TensorFlow
+# would warn of their step functions' traces as if one function retraced (tfhash._logging).
+@keras_step_retracing_quieted()
 def fit_and_evaluate(
     model, train, query, database, labels, used, split, verbose, callbacks=(), steps_per_epoch=None
 ):

@@ -73,20 +73,23 @@ def build_tuner(kind, hypermodel, *, directory, project_name, trials=None, max_e
         directory, project_name: where the search keeps its state and outputs (``directory/project_name``).
         trials: int, the number of trials (random, bayesian).
         max_epochs, factor, hyperband_iterations: Hyperband's (``max_epochs``: default the preset's epochs).
-        seed: the tuner's seed (which values it tries).
+        seed: int >= 0, the tuner's seed (which values it tries). Keras-Tuner takes a seed of 0 for none and
+            draws one at random, so its oracle gets ``seed + 1``: the same seed tries the same values.
         overwrite: start over instead of resuming the search found in ``directory/project_name``.
 
     Returns:
         The tuner; ``tuner.search()`` runs it (no data arguments: the recipe reads its own).
 
     Raises:
-        ValueError: an unknown ``kind``, or ``trials`` missing for random / bayesian.
+        ValueError: an unknown ``kind``, ``trials`` missing for random / bayesian, or a negative ``seed``.
     """
     if kind not in TUNERS:
         raise ValueError(f"`kind` must be one of {sorted(TUNERS)}, got {kind!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` must be an int >= 0, got {seed!r}.")
     base = TUNERS[kind]
     tuner_class = type(f"Recipe{base.__name__}", (_RecipeTrials, base), {})
-    common = dict(hypermodel=hypermodel, objective=hypermodel.objective, seed=seed, directory=str(directory),
+    common = dict(hypermodel=hypermodel, objective=hypermodel.objective, seed=seed + 1, directory=str(directory),
                   project_name=project_name, overwrite=overwrite, max_consecutive_failed_trials=10**6)
     if kind == "hyperband":
         if max_epochs is None:
