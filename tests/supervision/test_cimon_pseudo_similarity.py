@@ -98,17 +98,29 @@ def test_matches_the_slow_reference(data, fitted):
 def test_clusters_are_sklearn_spectral_clustering_of_unit_features(data, fitted):
     x, label = data
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    expected = SpectralClustering(
-        n_clusters=4, assign_labels="discretize", eigen_solver="lobpcg", random_state=0
-    )
-    np.testing.assert_array_equal(fitted.cluster_ids_, expected.fit(unit).labels_)
+    expected = SpectralClustering(n_clusters=4, assign_labels="discretize", random_state=0)
+    np.testing.assert_array_equal(fitted.cluster_ids_, expected.fit(unit.astype(np.float32)).labels_)
     assert same_partition(fitted.cluster_ids_, label)
     np.testing.assert_allclose(np.linalg.norm(fitted.features_, axis=1), 1.0, rtol=1e-6)
 
 
-def test_released_code_solver_finds_the_same_blobs(data):
-    arpack = CIMONPseudoSimilarity(num_clusters=4, eigen_solver="arpack", seed=0).fit(data[0])
-    assert same_partition(arpack.cluster_ids_, data[1])
+def test_lobpcg_finds_the_same_blobs(data):
+    lobpcg = CIMONPseudoSimilarity(num_clusters=4, eigen_solver="lobpcg", seed=0).fit(data[0])
+    assert same_partition(lobpcg.cluster_ids_, data[1])
+
+
+def test_the_default_clusters_as_the_released_code(fitted):
+    # The released code: SpectralClustering(n_clusters, random_state=0, assign_labels="discretize") with
+    # scikit-learn's default solver (ARPACK) on float32 unit features. Without clusters in the data, solvers
+    # cut the flat spectrum differently (LOBPCG's labels differ here), as on real backbone features.
+    features = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    released = SpectralClustering(n_clusters=10, random_state=0, assign_labels="discretize").fit(unit).labels_
+    default = CIMONPseudoSimilarity(distance_threshold=0.9, num_clusters=10, seed=0).fit(features)
+    np.testing.assert_array_equal(default.cluster_ids_, released)
+    lobpcg = CIMONPseudoSimilarity(distance_threshold=0.9, num_clusters=10, eigen_solver="lobpcg", seed=0)
+    assert not np.array_equal(lobpcg.fit(features).cluster_ids_, released)
+    assert fitted.get_config()["eigen_solver"] == "arpack"
 
 
 def test_deterministic_under_the_seed(data, fitted):
