@@ -234,6 +234,15 @@ def test_changing_dataset_or_backbone_resets_what_depends_on_it():
     assert runner.resolve(config, "paper", runner.overrides(args, config, "paper"))["reported_map"]
 
 
+@pytest.mark.parametrize("recipe", ["cibhash", "hqt_cibhash"])
+def test_paper_presets_trained_with_pytorchs_adam_take_its_epsilon(recipe):
+    # CIBHash's code trains with PyTorch's Adam, whose ε is 1e-8; Keras's Adam defaults to 1e-7.
+    settings = runner.resolve(runner.load_config(recipe), "paper", bits=16)
+    optimizer = runner.build_optimizer(settings, steps_per_epoch=78)
+    assert isinstance(optimizer, keras.optimizers.Adam) and optimizer.epsilon == 1e-8
+    assert keras.optimizers.Adam().epsilon == 1e-7
+
+
 def test_preset_tables_merge_over_the_shared_ones(tmp_path):
     path = tmp_path / "custom.toml"
     path.write_text(
