@@ -54,30 +54,6 @@ def test_mnist_layers():
     assert noise == [0.3, 0.5, 0.5, 0.5, 0.5]  # the input noise, then 0.5 between the hidden layers
 
 
-def test_mnist_generator_equals_improved_gans_batch_norm_order():
-    # Improved-GAN (train_mnist_feature_matching.py): nn.batch_norm(DenseLayer(500, softplus), g=None) takes the
-    # dense layer's bias and nonlinearity: z W, normalised by the batch (ε 1e-6 inside the root), shifted by b,
-    # then softplus; twice; then the weight-normalised sigmoid layer.
-    generator = improved_gan.generator("mnist", INPUT, seed=0)
-    rng = np.random.default_rng(1)
-    for variable in generator.trainable_variables:  # non-trivial shifts and gains
-        variable.assign(variable.numpy() + rng.normal(0.0, 0.1, variable.shape).astype("float32"))
-    z = rng.uniform(0, 1, size=(16, INPUT))
-    dense = [layer for layer in generator.layers if type(layer) is keras.layers.Dense]
-    norms = [layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    x = z
-    for layer, norm in zip(dense, norms):
-        h = x @ layer.kernel.numpy()
-        centred = h - h.mean(axis=0)
-        x = np.logaddexp(0.0, centred / np.sqrt(1e-6 + (centred**2).mean(axis=0)) + norm.beta.numpy())
-    last = next(layer for layer in generator.layers if isinstance(layer, WeightNormDense))
-    kernel = last.kernel.numpy()
-    logits = x @ (kernel / np.linalg.norm(kernel, axis=0) * last.g.numpy()) + last.bias.numpy()
-    expected = (1 / (1 + np.exp(-logits))).reshape(-1, 28, 28, 1)
-    np.testing.assert_allclose(generator(z.astype("float32"), training=True).numpy(), expected, atol=2e-5)
-    assert all(not layer.use_bias for layer in dense)
-
-
 def test_cifar10_layers():
     generator = improved_gan.generator("cifar10", INPUT, seed=0)
     transposed = [layer for layer in generator.layers if type(layer) is keras.layers.Conv2DTranspose]

@@ -7,19 +7,16 @@ tanh generator output matching the input range. The layer sizes below are those 
 feature-matching models (``train_mnist_feature_matching.py``, ``train_cifar_feature_matching.py``), with
 HashGAN's input noise in place of Improved-GAN's (σ = 0.3 on MNIST, dropout 0.2 on CIFAR-10).
 
-- ``"mnist"`` (images 28 × 28 × 1 in [0, 1]): generator z → Dense(500) → BN → softplus → Dense(500) → BN →
-  softplus → WN-Dense(784, sigmoid); trunk x → noise(σ) → WN-Dense(1000) → noise(.5) → WN-Dense(500) →
-  noise(.5) → WN-Dense(250) → noise(.5) → WN-Dense(250) → noise(.5) → WN-Dense(250), ReLU, F of width 250.
-- ``"cifar10"`` (images 32 × 32 × 3 in [−1, 1]): generator z → Dense(4·4·512) → BN → ReLU → ConvT(256, 5, /2)
-  → BN → ReLU → ConvT(128, 5, /2) → BN → ReLU → WN-ConvT(3, 5, /2, tanh); trunk x → noise(σ) → 2 × WN-Conv(96, 3) →
+- ``"mnist"`` (images 28 × 28 × 1 in [0, 1]): generator z → Dense(500, softplus) → BN → Dense(500, softplus)
+  → BN → WN-Dense(784, sigmoid); trunk x → noise(σ) → WN-Dense(1000) → noise(.5) → WN-Dense(500) → noise(.5)
+  → WN-Dense(250) → noise(.5) → WN-Dense(250) → noise(.5) → WN-Dense(250), ReLU, F of width 250.
+- ``"cifar10"`` (images 32 × 32 × 3 in [−1, 1]): generator z → Dense(4·4·512, ReLU) → BN → ConvT(256, 5, /2)
+  → BN → ConvT(128, 5, /2) → BN → WN-ConvT(3, 5, /2, tanh); trunk x → noise(σ) → 2 × WN-Conv(96, 3) →
   WN-Conv(96, 3, /2) → dropout(.5) → 2 × WN-Conv(192, 3) → WN-Conv(192, 3, /2) → dropout(.5) →
   WN-Conv(192, 3, valid) → 2 × WN-Conv(192, 1) → global average, leaky-ReLU (0.2), F of width 192.
 
-Batch normalisation in the generator is Improved-GAN's ``nn.batch_norm(layer, g=None)``: it takes the layer's
-bias and its nonlinearity, so the layer is linear without bias, then the batch is normalised (ε = 1e-6 under the
-square root; running averages at 0.9, used only outside training) and shifted, without scale, then the
-nonlinearity follows. The trunk is the part the discriminator and the encoder share; each adds its own
-weight-normalised last layer.
+Batch normalisation in the generator has no scale (Improved-GAN's ``batch_norm(g=None)``). The trunk is the
+part the discriminator and the encoder share; each adds its own weight-normalised last layer.
 """
 
 import keras
@@ -49,19 +46,32 @@ def generator(architecture, input_size, seed=None):
     seeds = _Seeds(seed)
     image_shape, _ = ARCHITECTURES[architecture]
     if architecture == "mnist":
-        layers = []
-        for _ in range(2):
-            dense = keras.layers.Dense(500, use_bias=False, kernel_initializer=_glorot(seeds()))
-            layers += _batch_normalized(dense, "softplus")
-        layers += [WeightNormDense(28 * 28, activation="sigmoid", seed=seeds()), keras.layers.Reshape(image_shape)]
+        layers = [
+            keras.layers.Dense(500, activation="softplus", kernel_initializer=_glorot(seeds())),
+            keras.layers.BatchNormalization(scale=False),
+            keras.layers.Dense(500, activation="softplus", kernel_initializer=_glorot(seeds())),
+            keras.layers.BatchNormalization(scale=False),
+            WeightNormDense(28 * 28, activation="sigmoid", seed=seeds()),
+            keras.layers.Reshape(image_shape),
+        ]
     else:
-        dense = keras.layers.Dense(4 * 4 * 512, use_bias=False, kernel_initializer=_normal(seeds()))
-        layers = [*_batch_normalized(dense, "relu"), keras.layers.Reshape((4, 4, 512))]
+        layers = [
+            keras.layers.Dense(4 * 4 * 512, activation="relu", kernel_initializer=_normal(seeds())),
+            keras.layers.BatchNormalization(scale=False),
+            keras.layers.Reshape((4, 4, 512)),
+        ]
         for filters in (256, 128):
-            transposed = keras.layers.Conv2DTranspose(
-                filters, 5, strides=2, padding="same", use_bias=False, kernel_initializer=_normal(seeds())
-            )
-            layers += _batch_normalized(transposed, "relu")
+            layers += [
+                keras.layers.Conv2DTranspose(
+                    filters,
+                    5,
+                    strides=2,
+                    padding="same",
+                    activation="relu",
+                    kernel_initializer=_normal(seeds()),
+                ),
+                keras.layers.BatchNormalization(scale=False),
+            ]
         layers.append(WeightNormConv2DTranspose(3, 5, strides=2, activation="tanh", seed=seeds()))
     return keras.Sequential([keras.Input((input_size,)), *layers], name="generator")
 
@@ -97,13 +107,6 @@ def trunk(architecture, input_noise_stddev, seed=None):
 def feature_size(architecture):
     """Width of the shared last hidden layer F."""
     return {"mnist": 250, "cifar10": 192}[architecture]
-
-
-def _batch_normalized(layer, activation):
-    """Improved-GAN's ``nn.batch_norm(layer, g=None)``: the linear, bias-free ``layer``, batch normalisation
-    without scale, then ``activation``."""
-    return [layer, keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-6, scale=False),
-            keras.layers.Activation(activation)]
 
 
 def _glorot(seed):
