@@ -25,6 +25,7 @@ from keras_tuner.src.distribute import utils as distribute_utils
 from keras_tuner.src.engine import tuner_utils
 
 from tfhash._atomic import write_text
+from tfhash._validation import check_int
 from tfhash.tuning.toml_writer import dumps_toml
 from tfhash.visualization import plot_search
 
@@ -85,8 +86,7 @@ def build_tuner(kind, hypermodel, *, directory, project_name, trials=None, max_e
     """
     if kind not in TUNERS:
         raise ValueError(f"`kind` must be one of {sorted(TUNERS)}, got {kind!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` must be an int >= 0, got {seed!r}.")
+    seed = check_int(seed, "seed", minimum=0)
     base = TUNERS[kind]
     tuner_class = type(f"Recipe{base.__name__}", (_RecipeTrials, base), {})
     common = dict(hypermodel=hypermodel, objective=hypermodel.objective, seed=seed + 1, directory=str(directory),
